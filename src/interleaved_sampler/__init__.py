@@ -1,0 +1,18 @@
+"""One DataLoader and one worker pool for training and every periodic evaluation."""
+
+from interleaved_sampler.config import InterleavedSamplerConfig, SamplerIntervalConfig
+from interleaved_sampler.protocols import SizedIterable
+from interleaved_sampler.sampler import InterleavedSampler, SamplerOutput
+from interleaved_sampler.samplers import SeededRandomSampler
+from interleaved_sampler.schedule import TrainingProgress
+
+__all__ = [
+    "InterleavedSampler",
+    "InterleavedSamplerConfig",
+    "SamplerIntervalConfig",
+    "SamplerOutput",
+    "SeededRandomSampler",
+    "SizedIterable",
+    "TrainingProgress",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,162 @@
+"""Configuration objects, field for field those of the reference API.
+
+Both are validated by pydantic: an invalid value fails at construction (and, with
+``validate_assignment``, at assignment) with a ``ValidationError`` that names the field,
+the value and what would be valid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+from pydantic.dataclasses import dataclass
+
+from interleaved_sampler.protocols import SizedIterable
+
+INTERVAL_FIELDS = ("every_n_epochs", "every_n_updates", "every_n_samples")
+STOP_FIELDS = ("max_epochs", "max_updates", "max_samples")
+START_FIELDS = ("start_epoch", "start_update", "start_sample")
+
+
+def _set_fields(obj: object, names: tuple[str, ...]) -> dict[str, int]:
+    return {name: getattr(obj, name) for name in names if getattr(obj, name) is not None}
+
+
+@dataclass(config=ConfigDict(arbitrary_types_allowed=True, validate_assignment=True, extra="forbid"))
+class SamplerIntervalConfig:
+    """When and how to run one pass over a callback (e.g. evaluation) dataset.
+
+    Args:
+        sampler: any sized iterable of indices into its dataset, exposing the dataset as
+            ``.data_source`` or ``.dataset`` (e.g. ``SequentialSampler(test_set)``).
+        pipeline: collate function for this dataset's batches (``None``: ``default_collate``).
+        every_n_epochs: run a pass after every n-th completed epoch.
+        every_n_updates: run a pass after every n-th update.
+        every_n_samples: run a pass whenever the training sample count reaches or crosses a
+            multiple of n. Requires ``batch_size``.
+        batch_size: batch size of this pass (``None``: the main batch size in use).
+        name: tag of this callback's batches (``None``: ``"callback{i}"``).
+
+    Exactly one ``every_n_*`` must be given.
+
+    Example:
+        >>> from torch.utils.data import SequentialSampler
+        >>> cfg = SamplerIntervalConfig(SequentialSampler(range(10)), every_n_updates=100)
+        >>> cfg.every_n_updates
+        100
+    """
+
+    sampler: SizedIterable
+    pipeline: Callable[..., Any] | None = None
+    every_n_epochs: int | None = None
+    every_n_updates: int | None = None
+    every_n_samples: int | None = None
+    batch_size: int | None = None
+    name: str | None = None
+
+    @field_validator("every_n_epochs", "every_n_updates", "every_n_samples", "batch_size")
+    @classmethod
+    def check_positive_values(cls, v: int | None) -> int | None:
+        """Intervals and batch size must be positive integers when given."""
+        if v is not None and v <= 0:
+            raise ValueError(f"must be a positive integer (>= 1) or None, got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def validate_frequency(self) -> SamplerIntervalConfig:
+        """Exactly one ``every_n_*``; ``batch_size`` is required with ``every_n_samples``."""
+        given = _set_fields(self, INTERVAL_FIELDS)
+        if len(given) != 1:
+            raise ValueError(
+                f"exactly one of {', '.join(INTERVAL_FIELDS)} must be set, got "
+                f"{given or 'none'}"
+            )
+        if self.every_n_samples is not None and self.batch_size is None:
+            raise ValueError(
+                f"batch_size is required with every_n_samples={self.every_n_samples}, got "
+                "batch_size=None; set batch_size to a positive integer"
+            )
+        return self
+
+
+class InterleavedSamplerConfig(BaseModel):
+    """How to batch the main (training) sampler, when to stop and where to start.
+
+    Args:
+        batch_size: batch size of training batches (>= 1).
+        drop_last: drop the last incomplete batch of every epoch.
+        max_epochs: stop after this many epochs.
+        max_updates: stop after this many updates.
+        max_samples: stop once this many samples were trained on.
+        start_epoch: resume at the start of this epoch.
+        start_update: resume after this many updates (may be inside an epoch).
+        start_sample: resume after this many samples (must fall on an update boundary).
+        evaluation: only run one pass over each callback, no training.
+
+    At least one ``max_*`` is required; whichever is reached first stops training. A
+    ``max_* = 0`` means evaluation mode. At most one ``start_*`` may be given.
+
+    Example:
+        >>> InterleavedSamplerConfig(batch_size=32, max_epochs=10).drop_last
+        True
+    """
+
+    model_config = ConfigDict(validate_assignment=True, extra="forbid")
+
+    batch_size: int
+    drop_last: bool = True
+    max_epochs: int | None = None
+    max_updates: int | None = None
+    max_samples: int | None = None
+    start_epoch: int | None = None
+    start_update: int | None = None
+    start_sample: int | None = None
+    evaluation: bool = False
+
+    @field_validator(*STOP_FIELDS, *START_FIELDS)
+    @classmethod
+    def check_positive_values(cls, v: int | None) -> int | None:
+        """Limits and start positions must be non-negative integers when given."""
+        if v is not None and v < 0:
+            raise ValueError(f"must be a non-negative integer (>= 0) or None, got {v}")
+        return v
+
+    @field_validator("batch_size")
+    @classmethod
+    def check_batch_size(cls, v: int) -> int:
+        """The batch size must be at least 1 (the reference accepts 0 and then loops forever)."""
+        if v < 1:
+            raise ValueError(f"must be a positive integer (>= 1), got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def validate_stop(self) -> InterleavedSamplerConfig:
+        """At least one of ``max_epochs``, ``max_updates``, ``max_samples`` must be set."""
+        if not _set_fields(self, STOP_FIELDS):
+            raise ValueError(
+                f"at least one of {', '.join(STOP_FIELDS)} must be set (all are None); "
+                "use 0 for an evaluation-only run"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def validate_start(self) -> InterleavedSamplerConfig:
+        """At most one ``start_*``; ``start_sample`` must be a multiple of ``batch_size``."""
+        given = _set_fields(self, START_FIELDS)
+        if len(given) > 1:
+            raise ValueError(f"at most one of {', '.join(START_FIELDS)} may be set, got {given}")
+        if self.start_sample is not None and self.start_sample % self.batch_size != 0:
+            below = self.start_sample - self.start_sample % self.batch_size
+            raise ValueError(
+                f"start_sample={self.start_sample} must be a multiple of "
+                f"batch_size={self.batch_size}; nearest valid values: {below} or "
+                f"{below + self.batch_size}"
+            )
+        return self
+
+    @property
+    def is_evaluation_run(self) -> bool:
+        """True for ``evaluation=True`` or any ``max_* == 0``: one pass per callback only."""
+        return self.evaluation or 0 in _set_fields(self, STOP_FIELDS).values()

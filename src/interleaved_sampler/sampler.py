@@ -1,0 +1,167 @@
+"""``InterleavedSampler``: the reference API, assembled from the schedule and the batching."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, NamedTuple
+
+from torch.utils.data import DataLoader
+
+from interleaved_sampler.batching import InterleavedBatchSampler, Source
+from interleaved_sampler.config import InterleavedSamplerConfig, SamplerIntervalConfig
+from interleaved_sampler.data import InterleavedCollator, InterleavedDataset
+from interleaved_sampler.protocols import SizedIterable
+from interleaved_sampler.samplers import dataset_of, repeats_epoch_order
+from interleaved_sampler.schedule import (
+    CallbackPlan,
+    EpochStructure,
+    Schedule,
+    due_rule,
+    start_progress,
+)
+
+# DataLoader arguments that the interleaved sampler owns.
+_OWNED_LOADER_ARGS = ("dataset", "batch_size", "shuffle", "sampler", "batch_sampler", "drop_last")
+
+
+class SamplerOutput(NamedTuple):
+    """One index of the interleaved stream; ``is_full_batch`` marks the last index of a batch."""
+
+    is_full_batch: bool
+    idx: int
+
+
+class InterleavedSampler:
+    """Training batches and, at configured intervals, whole passes over callback datasets.
+
+    One ``DataLoader`` over the concatenation of all datasets serves the whole run: the
+    batch sampler yields the training batches and, after each update, one full pass over
+    every callback that is due, in exactly the order the training loop consumes them.
+
+    Args:
+        train_sampler: sampler of the main (training) dataset, e.g. ``SeededRandomSampler``.
+        config: batching, stop limits and start position of the main sampler.
+        train_collator: collate function of training batches (``None``: ``default_collate``).
+        callback_samplers: when to run a pass over which other dataset, in this order.
+
+    Example:
+        >>> from torch.utils.data import SequentialSampler
+        >>> train, test = list(range(10)), list(range(100, 103))
+        >>> sampler = InterleavedSampler(
+        ...     SequentialSampler(train),
+        ...     InterleavedSamplerConfig(batch_size=4, max_epochs=1),
+        ...     callback_samplers=[
+        ...         SamplerIntervalConfig(SequentialSampler(test), every_n_epochs=1)
+        ...     ],
+        ... )
+        >>> [batch.tolist() for batch in sampler.get_data_loader()]
+        [[0, 1, 2, 3], [4, 5, 6, 7], [100, 101, 102]]
+    """
+
+    def __init__(
+        self,
+        train_sampler: SizedIterable,
+        config: InterleavedSamplerConfig,
+        train_collator: Callable[..., Any] | None = None,
+        callback_samplers: Sequence[SamplerIntervalConfig] | None = None,
+    ) -> None:
+        _check_type("config", config, InterleavedSamplerConfig)
+        _check_type("train_sampler", train_sampler, SizedIterable)
+        callbacks = list(callback_samplers or [])
+        for i, callback in enumerate(callbacks):
+            _check_type(f"callback_samplers[{i}]", callback, SamplerIntervalConfig)
+        self.config = config
+        self.main_sampler = train_sampler
+        self.extra_samplers = callbacks
+        names = ["train", *(c.name or f"callback{i}" for i, c in enumerate(callbacks))]
+        self.dataset = InterleavedDataset(
+            [dataset_of(train_sampler, "main")]
+            + [dataset_of(c.sampler, name) for c, name in zip(callbacks, names[1:])]
+        )
+        self.index_offsets = self.dataset.offsets[1:]
+        self.collator = InterleavedCollator([train_collator, *(c.pipeline for c in callbacks)])
+        structure = EpochStructure.create(len(train_sampler), config.batch_size, config.drop_last)
+        self.batch_size = structure.batch_size
+        plans = [
+            CallbackPlan(due_rule(c), _callback_len(c, name), c.batch_size or self.batch_size)
+            for c, name in zip(callbacks, names[1:])
+        ]
+        self.schedule = Schedule.create(config, len(train_sampler), plans)
+        self._check_resumable()
+        sources = [
+            Source(sampler, name, offset, len(sampler))
+            for sampler, name, offset in zip(
+                [train_sampler, *(c.sampler for c in callbacks)], names, self.dataset.offsets
+            )
+        ]
+        self.batch_sampler = InterleavedBatchSampler(self.schedule, sources[0], sources[1:])
+
+    @staticmethod
+    def calculate_start(config: InterleavedSamplerConfig, sampler_len: int) -> tuple[int, int, int]:
+        """``(epoch, update, sample)`` at which a run with this config starts."""
+        structure = EpochStructure.create(sampler_len, config.batch_size, config.drop_last)
+        start = start_progress(config, structure)
+        return start.epoch, start.update, start.sample
+
+    def __iter__(self) -> Iterator[SamplerOutput]:
+        for batch in self.batch_sampler:
+            last = len(batch) - 1
+            for position, index in enumerate(batch):
+                yield SamplerOutput(position == last, index)
+
+    def get_data_loader(
+        self, num_workers: int = 0, pin_memory: bool = False, **dataloader_kwargs: Any
+    ) -> DataLoader[Any]:
+        """The one ``DataLoader`` of the run, over :attr:`dataset` with :attr:`batch_sampler`.
+
+        Args:
+            num_workers: number of worker processes (0: load in the main process).
+            pin_memory: copy batches into pinned memory.
+            **dataloader_kwargs: any other ``DataLoader`` argument (``prefetch_factor``,
+                ``persistent_workers``, ``multiprocessing_context``, ...), except those
+                the sampler sets itself (batching, sampling, ``collate_fn``).
+        """
+        owned = sorted(set(dataloader_kwargs) & {*_OWNED_LOADER_ARGS, "collate_fn"})
+        if owned:
+            raise TypeError(
+                f"get_data_loader() got {', '.join(owned)}: the interleaved sampler sets these "
+                "itself; configure batching in InterleavedSamplerConfig and "
+                "SamplerIntervalConfig (pipeline= for collate functions)"
+            )
+        return DataLoader(
+            self.dataset,
+            batch_sampler=self.batch_sampler,
+            collate_fn=self.collator,
+            num_workers=num_workers,
+            pin_memory=pin_memory,
+            **dataloader_kwargs,
+        )
+
+    def _check_resumable(self) -> None:
+        schedule = self.schedule
+        per_epoch = schedule.structure.updates_per_epoch
+        mid_epoch = not schedule.evaluation and schedule.start.update % per_epoch != 0
+        if mid_epoch and schedule.train_batches and not repeats_epoch_order(self.main_sampler):
+            raise ValueError(
+                f"cannot start inside an epoch (update {schedule.start.update}, "
+                f"{per_epoch} updates per epoch) with main sampler "
+                f"{type(self.main_sampler).__name__}: its order cannot be repeated, so the "
+                "skipped indices would not be the ones already trained on. Use "
+                "SeededRandomSampler, SequentialSampler or DistributedSampler, or start at "
+                f"an epoch boundary (start_epoch={schedule.start.epoch})"
+            )
+
+
+def _check_type(field: str, value: object, expected: type) -> None:
+    if not isinstance(value, expected):
+        raise TypeError(f"{field} must be a {expected.__name__}, got {type(value).__name__}")
+
+
+def _callback_len(callback: SamplerIntervalConfig, name: str) -> int:
+    length = len(callback.sampler)
+    if length == 0:
+        raise ValueError(
+            f"the {name} sampler ({type(callback.sampler).__name__}) is empty (len() == 0): a "
+            "callback pass needs at least one index; remove the callback or give it data"
+        )
+    return length

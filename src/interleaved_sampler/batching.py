@@ -93,7 +93,7 @@ class InterleavedBatchSampler(Sampler[list[int]]):
         set_epoch = getattr(self.main.sampler, "set_epoch", None)
         if set_epoch is not None:
             set_epoch(epoch)
-        indices = iter(self.main.sampler)
+        indices: Iterator[int] = iter(self.main.sampler)
         skipped = sum(1 for _ in islice(indices, skip))
         if skipped != skip:
             raise self.main.too_few(skipped, f"in epoch {epoch} while skipping to the start")

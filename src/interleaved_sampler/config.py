@@ -24,7 +24,9 @@ def _set_fields(obj: object, names: tuple[str, ...]) -> dict[str, int]:
     return {name: getattr(obj, name) for name in names if getattr(obj, name) is not None}
 
 
-@dataclass(config=ConfigDict(arbitrary_types_allowed=True, validate_assignment=True, extra="forbid"))
+@dataclass(
+    config=ConfigDict(arbitrary_types_allowed=True, validate_assignment=True, extra="forbid")
+)
 class SamplerIntervalConfig:
     """When and how to run one pass over a callback (e.g. evaluation) dataset.
 
@@ -70,8 +72,7 @@ class SamplerIntervalConfig:
         given = _set_fields(self, INTERVAL_FIELDS)
         if len(given) != 1:
             raise ValueError(
-                f"exactly one of {', '.join(INTERVAL_FIELDS)} must be set, got "
-                f"{given or 'none'}"
+                f"exactly one of {', '.join(INTERVAL_FIELDS)} must be set, got {given or 'none'}"
             )
         if self.every_n_samples is not None and self.batch_size is None:
             raise ValueError(

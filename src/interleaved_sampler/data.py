@@ -81,7 +81,7 @@ class InterleavedDataset(Dataset[Any]):
             source = bisect.bisect_right(self.offsets, indices[0]) - 1
         offset, length = self.offsets[source], self.lengths[source]
         local = [index - offset for index in indices]
-        if local and not (0 <= min(local) and max(local) < length):
+        if local and not (min(local) >= 0 and max(local) < length):
             bad = next(i for i in local if not 0 <= i < length)
             raise IndexError(
                 f"the sampler of {source_names(len(self.datasets) - 1)[source]} yielded index "

@@ -76,7 +76,7 @@ class InterleavedSampler:
         names = ["train", *(c.name or f"callback{i}" for i, c in enumerate(callbacks))]
         self.dataset = InterleavedDataset(
             [dataset_of(train_sampler, "main")]
-            + [dataset_of(c.sampler, name) for c, name in zip(callbacks, names[1:])]
+            + [dataset_of(c.sampler, name) for c, name in zip(callbacks, names[1:], strict=False)]
         )
         self.index_offsets = self.dataset.offsets[1:]
         self.collator = InterleavedCollator([train_collator, *(c.pipeline for c in callbacks)])
@@ -84,14 +84,17 @@ class InterleavedSampler:
         self.batch_size = structure.batch_size
         plans = [
             CallbackPlan(due_rule(c), _callback_len(c, name), c.batch_size or self.batch_size)
-            for c, name in zip(callbacks, names[1:])
+            for c, name in zip(callbacks, names[1:], strict=False)
         ]
         self.schedule = Schedule.create(config, len(train_sampler), plans)
         self._check_resumable()
         sources = [
             Source(sampler, name, offset, len(sampler))
             for sampler, name, offset in zip(
-                [train_sampler, *(c.sampler for c in callbacks)], names, self.dataset.offsets
+                [train_sampler, *(c.sampler for c in callbacks)],
+                names,
+                self.dataset.offsets,
+                strict=False,
             )
         ]
         self.batch_sampler = InterleavedBatchSampler(self.schedule, sources[0], sources[1:])
@@ -131,7 +134,7 @@ class InterleavedSampler:
         return DataLoader(
             self.dataset,
             batch_sampler=self.batch_sampler,
-            collate_fn=self.collator,
+            collate_fn=self.collator,  # type: ignore[arg-type]  # gets SourceSamples, not a list
             num_workers=num_workers,
             pin_memory=pin_memory,
             **dataloader_kwargs,

@@ -94,7 +94,10 @@ class EpochStructure:
 class DueRule(Protocol):
     """When a callback is due: after which updates it runs a pass."""
 
-    n: int
+    @property
+    def n(self) -> int:
+        """The interval length (epochs, updates or samples)."""
+        ...
 
     def is_due(self, structure: EpochStructure, update: int) -> bool:
         """Whether a pass runs right after update number ``update`` (>= 1)."""

@@ -91,7 +91,7 @@ class Scenario:
             offset += c.sampler.length
         callbacks = [
             ModelCallback(c.sampler.build(), o, batch_size=c.batch_size, **{c.interval: c.n})
-            for c, o in zip(self.callbacks, offsets, strict=False)
+            for c, o in zip(self.callbacks, offsets, strict=True)
         ]
         config = ModelConfig(
             batch_size=self.batch_size,

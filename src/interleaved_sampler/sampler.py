@@ -76,7 +76,7 @@ class InterleavedSampler:
         names = ["train", *(c.name or f"callback{i}" for i, c in enumerate(callbacks))]
         self.dataset = InterleavedDataset(
             [dataset_of(train_sampler, "main")]
-            + [dataset_of(c.sampler, name) for c, name in zip(callbacks, names[1:], strict=False)]
+            + [dataset_of(c.sampler, name) for c, name in zip(callbacks, names[1:], strict=True)]
         )
         self.index_offsets = self.dataset.offsets[1:]
         self.collator = InterleavedCollator([train_collator, *(c.pipeline for c in callbacks)])
@@ -84,7 +84,7 @@ class InterleavedSampler:
         self.batch_size = structure.batch_size
         plans = [
             CallbackPlan(due_rule(c), _callback_len(c, name), c.batch_size or self.batch_size)
-            for c, name in zip(callbacks, names[1:], strict=False)
+            for c, name in zip(callbacks, names[1:], strict=True)
         ]
         self.schedule = Schedule.create(config, len(train_sampler), plans)
         self._check_resumable()
@@ -94,7 +94,7 @@ class InterleavedSampler:
                 [train_sampler, *(c.sampler for c in callbacks)],
                 names,
                 self.dataset.offsets,
-                strict=False,
+                strict=True,
             )
         ]
         self.batch_sampler = InterleavedBatchSampler(self.schedule, sources[0], sources[1:])

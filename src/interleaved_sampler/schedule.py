@@ -247,12 +247,13 @@ def start_progress(config: InterleavedSamplerConfig, structure: EpochStructure) 
     if config.start_sample is not None:
         progress = structure.progress_at(structure.updates_to_reach(config.start_sample))
         if progress.sample != config.start_sample:
-            below = structure.progress_at(progress.update - 1).sample
+            below = structure.progress_at(progress.update - 1)
             raise ValueError(
                 f"start_sample={config.start_sample} is not on an update boundary: epochs have "
                 f"{structure.samples_per_epoch} samples in {structure.updates_per_epoch} updates "
                 f"of batch_size={structure.batch_size} (drop_last={structure.drop_last}); "
-                f"nearest valid values: {below} or {progress.sample}"
+                f"nearest valid values: {below.sample} or {progress.sample} (the same as "
+                f"start_update={below.update} or start_update={progress.update})"
             )
         return progress
     return TrainingProgress(0, 0, 0)

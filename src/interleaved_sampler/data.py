@@ -21,18 +21,11 @@ CollateFn = Callable[[list[Any]], Any]
 
 
 class IndexBatch(list[int]):
-    """Global indices of one batch, all from the source ``source_index``.
+    """Global indices of one batch, all from the source ``source_index``: 0 for the main
+    (training) dataset (the class default, so training batches cost no more than a list),
+    ``i + 1`` for callback ``i``."""
 
-    Args:
-        indices: the global indices.
-        source_index: 0 for the main (training) dataset, ``i + 1`` for callback ``i``.
-    """
-
-    source_index: int
-
-    def __init__(self, indices: Any = (), source_index: int = 0) -> None:
-        super().__init__(indices)
-        self.source_index = source_index
+    source_index: int = 0
 
 
 @dataclass(frozen=True)

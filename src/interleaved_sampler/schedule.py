@@ -73,11 +73,6 @@ class EpochStructure:
         """Size of the last batch of an epoch (smaller than ``B`` only without drop_last)."""
         return self.samples_per_epoch - (self.updates_per_epoch - 1) * self.batch_size
 
-    def batch_size_after(self, update: int) -> int:
-        """Size of the training batch that follows ``update`` completed updates."""
-        is_last = update % self.updates_per_epoch == self.updates_per_epoch - 1
-        return self.last_batch_size if is_last else self.batch_size
-
     def progress_at(self, update: int) -> TrainingProgress:
         """The counters after ``update`` completed updates from the very beginning."""
         epoch, position = divmod(update, self.updates_per_epoch)

@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from interleaved_sampler import demo
+from interleaved_sampler import bench, demo
 
-COMMANDS = (demo,)
+COMMANDS = (demo, bench)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

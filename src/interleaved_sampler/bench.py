@@ -1,0 +1,683 @@
+"""``bench``: one interleaved DataLoader against one DataLoader per dataset, end to end.
+
+A training run with periodic evaluation over synthetic, worker-bound datasets, run three ways
+in one process, alternating and repeated:
+
+- ``interleaved``: this library: one DataLoader, one worker pool for the whole run;
+- ``per-dataset``: one DataLoader per dataset without persistent workers: a fresh pool for
+  every training epoch and for every evaluation pass;
+- ``persistent``: one DataLoader per dataset with ``persistent_workers=True``: one pool per
+  dataset, each alive for the whole run.
+
+Loading a sample costs ``load_ms`` in a worker. With ``load="cpu"`` (the default) that is a
+busy loop on the thread's CPU clock: a fixed amount of CPU work per sample, like decoding or
+augmenting, which competes for the cores with every other process; more workers than cores
+cannot make it faster. (A busy loop on the wall clock would not be honest: descheduled, it
+still ends on time, as if it had run.) ``load="sleep"`` models I/O-bound loading instead,
+which more processes than cores can overlap. The model step is simulated by sleeping
+``step_ms`` per batch in the main process: a stand-in for a GPU step, which leaves the CPU
+cores to the workers.
+
+Memory is the peak of the summed PSS (proportional set size) of the main process and all its
+descendants, sampled by a thread: PSS splits each shared page among the processes that map
+it, so the sum is the physical memory the process tree occupies. Summed RSS would count the
+shared pages (torch's libraries in every spawned worker, copy-on-write pages after ``fork``)
+once per process; summed USS (also reported) leaves them out altogether.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import multiprocessing
+import statistics
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from multiprocessing.context import BaseContext
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset, SequentialSampler
+
+from interleaved_sampler.config import InterleavedSamplerConfig, SamplerIntervalConfig
+from interleaved_sampler.sampler import InterleavedSampler
+from interleaved_sampler.samplers import SeededRandomSampler
+
+VARIANTS = ("interleaved", "per-dataset", "persistent")
+LOADS = ("cpu", "sleep")
+START_METHODS = ("fork", "spawn", "forkserver")
+MIB = 2**20
+
+# One phase of a run: the source (0 = training, i + 1 = evaluation dataset i) and the sample
+# indices of its consecutive batches, in the order the loop consumed them.
+Phase = tuple[int, tuple[int, ...]]
+
+
+class SampleMismatchError(RuntimeError):
+    """The variants of a benchmark did not consume the same samples in the same phases."""
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One benchmarked training run.
+
+    Args:
+        train_size: samples in the training dataset.
+        eval_sizes: samples in each evaluation dataset.
+        batch_size: training batch size (the incomplete last batch of an epoch is dropped).
+        eval_batch_size: evaluation batch size.
+        updates: training updates of the run.
+        eval_every: a pass over every evaluation dataset after every ``eval_every`` updates.
+        load_ms: cost of loading one sample, in milliseconds.
+        load: ``"cpu"`` (busy loop on the thread's CPU clock) or ``"sleep"``.
+        sample_kib: size of a sample's float32 payload, in KiB.
+        step_ms: simulated model step per batch in the main process (a sleep), in ms.
+        workers: worker processes per DataLoader.
+        start_method: ``"fork"``, ``"spawn"`` or ``"forkserver"``.
+        prefetch_factor: batches prefetched per worker.
+        seed: seed of the training sampler.
+    """
+
+    train_size: int = 4096
+    eval_sizes: tuple[int, ...] = (512,)
+    batch_size: int = 32
+    eval_batch_size: int = 64
+    updates: int = 500
+    eval_every: int = 50
+    load_ms: float = 1.5
+    load: str = "cpu"
+    sample_kib: int = 48
+    step_ms: float = 5.0
+    workers: int = 2
+    start_method: str = "spawn"
+    prefetch_factor: int = 2
+    seed: int = 0
+
+    @property
+    def updates_per_epoch(self) -> int:
+        return self.train_size // self.batch_size
+
+    @property
+    def epochs_started(self) -> int:
+        return math.ceil(self.updates / self.updates_per_epoch)
+
+    @property
+    def evaluations(self) -> int:
+        return self.updates // self.eval_every
+
+    @property
+    def samples_loaded(self) -> int:
+        return self.updates * self.batch_size + self.evaluations * sum(self.eval_sizes)
+
+    @property
+    def worker_bound_s(self) -> float:
+        """The worker-bound limit: total loading work divided by the workers of one pool."""
+        return self.samples_loaded * self.load_ms / 1000 / self.workers
+
+    def expected_startups(self, variant: str) -> int:
+        """How many worker processes ``variant`` starts in this run."""
+        pools = {
+            "interleaved": 1,
+            "per-dataset": self.epochs_started + self.evaluations * len(self.eval_sizes),
+            "persistent": 1 + len(self.eval_sizes) if self.evaluations else 1,
+        }[variant]
+        return pools * self.workers
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """The measurements of one run of one variant.
+
+    Args:
+        variant: one of :data:`VARIANTS`.
+        wall_s: wall time of the whole run (building the loaders to shutting the last pool).
+        wait_s: time the loop spent waiting for data (in a loader's ``iter()``/``next()``).
+        startups: worker processes started.
+        peak_pss: peak of the summed PSS of the process tree, in bytes.
+        peak_uss: peak of the summed USS of the process tree, in bytes.
+    """
+
+    variant: str
+    wall_s: float
+    wait_s: float
+    startups: int
+    peak_pss: int
+    peak_uss: int
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The medians (and the spread of the wall time) of one variant's runs."""
+
+    variant: str
+    runs: int
+    wall_s: float
+    wall_min_s: float
+    wall_max_s: float
+    wait_s: float
+    startups: int
+    peak_pss: int
+    peak_uss: int
+
+    @classmethod
+    def of(cls, variant: str, runs: Sequence[RunResult]) -> Summary:
+        """Summarise the runs of ``variant``.
+
+        Args:
+            variant: the variant.
+            runs: its runs (at least one).
+        """
+        walls = [run.wall_s for run in runs]
+        return cls(
+            variant=variant,
+            runs=len(runs),
+            wall_s=statistics.median(walls),
+            wall_min_s=min(walls),
+            wall_max_s=max(walls),
+            wait_s=statistics.median(run.wait_s for run in runs),
+            startups=max(run.startups for run in runs),
+            peak_pss=int(statistics.median(run.peak_pss for run in runs)),
+            peak_uss=int(statistics.median(run.peak_uss for run in runs)),
+        )
+
+
+@dataclass(frozen=True)
+class BenchReport:
+    """All runs of a benchmark, in the order they ran.
+
+    Args:
+        scenario: the benchmarked run.
+        runs: every run of every variant.
+    """
+
+    scenario: Scenario
+    runs: tuple[RunResult, ...]
+
+    def summary(self, variant: str) -> Summary:
+        """The summary of ``variant``'s runs."""
+        return Summary.of(variant, [run for run in self.runs if run.variant == variant])
+
+    def ratios(self) -> dict[str, float]:
+        """Wall-time and memory ratios of the median runs (> 1: the interleaved loader wins)."""
+        a, b, c = (self.summary(variant) for variant in VARIANTS)
+        return {
+            "wall per-dataset / interleaved": b.wall_s / a.wall_s,
+            "wall persistent / interleaved": c.wall_s / a.wall_s,
+            "wall interleaved / worker-bound limit": a.wall_s / self.scenario.worker_bound_s,
+            "peak PSS persistent / interleaved": c.peak_pss / a.peak_pss,
+            "peak PSS per-dataset / interleaved": b.peak_pss / a.peak_pss,
+        }
+
+
+class SyntheticDataset(Dataset[tuple[int, int, torch.Tensor]]):
+    """Item ``i`` is ``(source, i, payload)``; loading it costs ``load_ms``.
+
+    Args:
+        source: the id of this dataset (0 = training), returned with every item.
+        size: number of items.
+        scenario: the cost (``load_ms``, ``load``) and payload size (``sample_kib``) of an item.
+    """
+
+    def __init__(self, source: int, size: int, scenario: Scenario) -> None:
+        self.source = source
+        self.size = size
+        self.load_s = scenario.load_ms / 1000
+        self.load = scenario.load
+        self.floats = scenario.sample_kib * 256
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, index: int) -> tuple[int, int, torch.Tensor]:
+        if self.load == "cpu":
+            burn_cpu(self.load_s)
+        else:
+            time.sleep(self.load_s)
+        return self.source, index, torch.full((self.floats,), float(index))
+
+
+def burn_cpu(seconds: float) -> None:
+    """Busy-loop until this thread has used ``seconds`` of CPU time.
+
+    Args:
+        seconds: CPU time to use.
+    """
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
+
+
+class StartupCounter:
+    """A ``worker_init_fn`` that counts worker start-ups in shared memory.
+
+    Args:
+        context: the multiprocessing context the workers are started with.
+    """
+
+    def __init__(self, context: BaseContext) -> None:
+        self.started = context.Value("i", 0)
+
+    def __call__(self, worker_id: int) -> None:
+        with self.started.get_lock():
+            self.started.value += 1
+
+    @property
+    def count(self) -> int:
+        value: int = self.started.value
+        return value
+
+
+def tree_memory(process: Any) -> tuple[int, int]:
+    """Summed ``(PSS, USS)`` in bytes of ``process`` and all its descendants.
+
+    Args:
+        process: a ``psutil.Process``.
+    """
+    import psutil
+
+    pss = uss = 0
+    for member in [process, *process.children(recursive=True)]:
+        try:
+            info = member.memory_full_info()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue  # exited (or not ours) since children() listed it
+        pss, uss = pss + info.pss, uss + info.uss
+    return pss, uss
+
+
+class MemoryPeak:
+    """Samples :func:`tree_memory` of this process in a thread and keeps the peaks.
+
+    Args:
+        interval_s: seconds between samples (reading PSS costs a few ms of CPU per process).
+    """
+
+    def __init__(self, interval_s: float) -> None:
+        import psutil
+
+        self.interval_s = interval_s
+        self.process = psutil.Process()
+        self.peak_pss = self.peak_uss = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample_until_stopped, daemon=True)
+
+    def __enter__(self) -> MemoryPeak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+    def _sample_until_stopped(self) -> None:
+        while True:
+            self._sample()
+            if self._stop.wait(self.interval_s):
+                return
+
+    def _sample(self) -> None:
+        pss, uss = tree_memory(self.process)
+        self.peak_pss, self.peak_uss = max(self.peak_pss, pss), max(self.peak_uss, uss)
+
+
+@dataclass
+class Recorder:
+    """What the training loop observed: time waiting for data and the samples per phase."""
+
+    wait_s: float = 0.0
+    phases: list[tuple[int, list[int]]] = field(default_factory=list)
+
+    def fetch(self, loader: Iterable[Any]) -> Iterator[Any]:
+        """Iterate ``loader``, adding the time spent in ``iter()`` and ``next()`` to wait_s.
+
+        Args:
+            loader: a DataLoader.
+        """
+        start = time.perf_counter()
+        iterator = iter(loader)
+        self.wait_s += time.perf_counter() - start
+        while True:
+            start = time.perf_counter()
+            batch = next(iterator, None)
+            self.wait_s += time.perf_counter() - start
+            if batch is None:
+                return
+            yield batch
+
+    def consume(self, batch: Sequence[torch.Tensor], step_s: float) -> None:
+        """Record the samples of ``batch`` and run the simulated model step.
+
+        Args:
+            batch: a collated ``(sources, indices, payloads)`` batch.
+            step_s: duration of the simulated step (a sleep), in seconds.
+        """
+        sources, indices = batch[0].tolist(), batch[1].tolist()
+        source = sources[0]
+        if not self.phases or self.phases[-1][0] != source:
+            self.phases.append((source, []))
+        self.phases[-1][1].extend(indices)
+        time.sleep(step_s)
+
+    def trace(self) -> tuple[Phase, ...]:
+        return tuple((source, tuple(indices)) for source, indices in self.phases)
+
+
+@dataclass(frozen=True)
+class Datasets:
+    """The training dataset and the evaluation datasets of a scenario."""
+
+    train: SyntheticDataset
+    evals: tuple[SyntheticDataset, ...]
+
+    @classmethod
+    def of(cls, scenario: Scenario) -> Datasets:
+        evals = (SyntheticDataset(i + 1, n, scenario) for i, n in enumerate(scenario.eval_sizes))
+        return cls(SyntheticDataset(0, scenario.train_size, scenario), tuple(evals))
+
+
+def loader_args(
+    scenario: Scenario, context: BaseContext, counter: StartupCounter
+) -> dict[str, Any]:
+    """DataLoader arguments that every variant shares."""
+    return {
+        "num_workers": scenario.workers,
+        "multiprocessing_context": context,
+        "worker_init_fn": counter,
+        "prefetch_factor": scenario.prefetch_factor,
+    }
+
+
+def run_interleaved(
+    scenario: Scenario, data: Datasets, common: dict[str, Any], rec: Recorder
+) -> None:
+    """The run through this library: one DataLoader for training and every evaluation."""
+    sampler = InterleavedSampler(
+        SeededRandomSampler(data.train, seed=scenario.seed),
+        InterleavedSamplerConfig(batch_size=scenario.batch_size, max_updates=scenario.updates),
+        callback_samplers=[
+            SamplerIntervalConfig(
+                SequentialSampler(dataset),
+                every_n_updates=scenario.eval_every,
+                batch_size=scenario.eval_batch_size,
+            )
+            for dataset in data.evals
+        ],
+    )
+    for batch in rec.fetch(sampler.get_data_loader(**common)):
+        rec.consume(batch, scenario.step_ms / 1000)
+
+
+def run_per_dataset(
+    scenario: Scenario, data: Datasets, common: dict[str, Any], rec: Recorder, persistent: bool
+) -> None:
+    """The usual run: one DataLoader per dataset, evaluation passes inside the training loop."""
+    step_s = scenario.step_ms / 1000
+    train_sampler = SeededRandomSampler(data.train, seed=scenario.seed)
+    train = DataLoader(
+        data.train,
+        batch_size=scenario.batch_size,
+        sampler=train_sampler,
+        drop_last=True,
+        persistent_workers=persistent,
+        **common,
+    )
+    evals = [
+        DataLoader(ds, batch_size=scenario.eval_batch_size, persistent_workers=persistent, **common)
+        for ds in data.evals
+    ]
+    update = 0
+    for epoch in range(scenario.epochs_started):
+        train_sampler.set_epoch(epoch)
+        for batch in rec.fetch(train):
+            rec.consume(batch, step_s)
+            update += 1
+            if update % scenario.eval_every == 0:
+                for loader in evals:
+                    for eval_batch in rec.fetch(loader):
+                        rec.consume(eval_batch, step_s)
+            if update == scenario.updates:
+                break
+
+
+def run_once(
+    variant: str, scenario: Scenario, data: Datasets, context: BaseContext, memory_interval_s: float
+) -> tuple[RunResult, tuple[Phase, ...]]:
+    """Run ``variant`` once and measure it.
+
+    Args:
+        variant: one of :data:`VARIANTS`.
+        scenario: the run.
+        data: its datasets.
+        context: the multiprocessing context of the workers.
+        memory_interval_s: seconds between memory samples.
+
+    Returns:
+        The measurements and the samples the loop consumed, per phase.
+    """
+    counter = StartupCounter(context)
+    common = loader_args(scenario, context, counter)
+    recorder = Recorder()
+    with MemoryPeak(memory_interval_s) as memory:
+        start = time.perf_counter()
+        if variant == "interleaved":
+            run_interleaved(scenario, data, common, recorder)
+        else:
+            run_per_dataset(scenario, data, common, recorder, variant == "persistent")
+        wall_s = time.perf_counter() - start  # the pools of the run are shut down by now
+    result = RunResult(
+        variant, wall_s, recorder.wait_s, counter.count, memory.peak_pss, memory.peak_uss
+    )
+    return result, recorder.trace()
+
+
+def check_same_samples(traces: dict[str, tuple[Phase, ...]]) -> None:
+    """Raise :class:`SampleMismatchError` unless all variants consumed the same phases.
+
+    Args:
+        traces: the phases each variant consumed.
+    """
+    (reference_name, reference), *others = traces.items()
+    for name, trace in others:
+        if trace == reference:
+            continue
+        differ = next(
+            (i for i, (x, y) in enumerate(zip(trace, reference, strict=False)) if x != y),
+            min(len(trace), len(reference)),
+        )
+        raise SampleMismatchError(
+            f"{name} and {reference_name} consumed different samples: {len(trace)} and "
+            f"{len(reference)} phases, first difference in phase {differ}"
+        )
+
+
+def run_benchmark(
+    scenario: Scenario,
+    repeats: int,
+    memory_interval_s: float = 0.5,
+    log: Callable[[str], None] = print,
+) -> BenchReport:
+    """Run every variant ``repeats`` times, alternating, rotating the order each round.
+
+    Args:
+        scenario: the run.
+        repeats: rounds; each runs every variant once.
+        memory_interval_s: seconds between memory samples.
+        log: receives a line per finished run.
+
+    Raises:
+        SampleMismatchError: if the variants did not consume exactly the same samples.
+    """
+    context = multiprocessing.get_context(scenario.start_method)
+    data = Datasets.of(scenario)
+    runs: list[RunResult] = []
+    traces: dict[str, tuple[Phase, ...]] = {}
+    for round_ in range(repeats):
+        shift = round_ % len(VARIANTS)
+        for variant in VARIANTS[shift:] + VARIANTS[:shift]:
+            result, traces[variant] = run_once(variant, scenario, data, context, memory_interval_s)
+            check_same_samples(traces)
+            runs.append(result)
+            log(
+                f"round {round_ + 1}/{repeats}  {variant:<12} wall {result.wall_s:6.2f} s  "
+                f"waiting {result.wait_s:6.2f} s  {result.startups:3d} worker start-ups  "
+                f"peak PSS {result.peak_pss / MIB:6.0f} MiB"
+            )
+    return BenchReport(scenario, tuple(runs))
+
+
+def format_report(report: BenchReport) -> str:
+    """The report as a table, the ratios and the scenario, in Markdown."""
+    scenario = report.scenario
+    lines = [
+        "| variant | wall s (median; min-max) | waiting for data s | worker start-ups "
+        "| peak PSS MiB | peak USS MiB |",
+        "|---|---|---|---|---|---|",
+    ]
+    for variant in VARIANTS:
+        s = report.summary(variant)
+        lines.append(
+            f"| {variant} | {s.wall_s:.2f} ({s.wall_min_s:.2f}-{s.wall_max_s:.2f}) "
+            f"| {s.wait_s:.2f} | {s.startups} | {s.peak_pss / MIB:.0f} | {s.peak_uss / MIB:.0f} |"
+        )
+    lines.append(f"| worker-bound limit | {scenario.worker_bound_s:.2f} | | | | |")
+    lines.append("")
+    lines.extend(f"- {name}: {value:.2f}" for name, value in report.ratios().items())
+    lines.append(
+        f"\n{len(report.runs) // len(VARIANTS)} runs per variant. {scenario.samples_loaded} "
+        f"samples loaded per run ({scenario.updates} updates of {scenario.batch_size}, "
+        f"{scenario.evaluations} evaluations of {list(scenario.eval_sizes)} in batches of "
+        f"{scenario.eval_batch_size}), {scenario.load_ms} ms {scenario.load} each, "
+        f"{scenario.workers} workers ({scenario.start_method})."
+    )
+    return "\n".join(lines)
+
+
+def plot(report: BenchReport, path: Path) -> None:
+    """Write a bar chart of wall time (with the limit) and peak memory to ``path`` (PNG).
+
+    Args:
+        report: the benchmark's results.
+        path: where to write the chart.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    summaries = [report.summary(variant) for variant in VARIANTS]
+    figure, (wall, memory) = plt.subplots(1, 2, figsize=(10, 4))
+    walls = [s.wall_s for s in summaries]
+    spread = [
+        [s.wall_s - s.wall_min_s for s in summaries],
+        [s.wall_max_s - s.wall_s for s in summaries],
+    ]
+    wall.bar(VARIANTS, walls, yerr=spread, capsize=4, color=["tab:green", "tab:red", "tab:orange"])
+    wall.bar(
+        VARIANTS,
+        [s.wait_s for s in summaries],
+        color="none",
+        hatch="//",
+        edgecolor="black",
+        label="waiting for data",
+    )
+    wall.axhline(
+        report.scenario.worker_bound_s, color="black", linestyle="--", label="worker-bound limit"
+    )
+    wall.set_ylabel("wall time (s)")
+    wall.legend()
+    memory.bar(
+        VARIANTS,
+        [s.peak_pss / MIB for s in summaries],
+        color=["tab:green", "tab:red", "tab:orange"],
+    )
+    memory.set_ylabel("peak PSS of process tree (MiB)")
+    figure.suptitle("training with periodic evaluation: one loader vs one per dataset")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register the ``bench`` command.
+
+    Args:
+        subparsers: the ``add_subparsers()`` object of the main parser.
+    """
+    d = Scenario()
+    parser = subparsers.add_parser(
+        "bench",
+        help="one interleaved DataLoader vs one DataLoader per dataset, end to end",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add = parser.add_argument
+    add("--train-size", type=_positive(int), default=d.train_size)
+    add("--eval-sizes", type=_positive(int), nargs="+", default=list(d.eval_sizes))
+    add("--batch-size", type=_positive(int), default=d.batch_size)
+    add("--eval-batch-size", type=_positive(int), default=d.eval_batch_size)
+    add("--updates", type=_positive(int), default=d.updates)
+    add("--eval-every", type=_positive(int), default=d.eval_every, help="updates")
+    add("--load-ms", type=_positive(float), default=d.load_ms, help="per sample")
+    add("--load", choices=LOADS, default=d.load, help="CPU work or sleep (I/O-like)")
+    add("--sample-kib", type=_positive(int), default=d.sample_kib)
+    add("--step-ms", type=_non_negative(float), default=d.step_ms, help="simulated model step")
+    add("--workers", type=_positive(int), default=d.workers, help="per DataLoader")
+    add("--start-method", choices=START_METHODS, default=d.start_method)
+    add("--prefetch-factor", type=_positive(int), default=d.prefetch_factor)
+    add("--seed", type=_non_negative(int), default=d.seed)
+    add("--repeats", type=_positive(int), default=3, help="runs of each variant")
+    add("--memory-interval", type=_positive(float), default=0.5, help="seconds")
+    add("--plot", type=Path, help="write a bar chart (PNG) here")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """The ``bench`` command: run the comparison, print the table, optionally plot it."""
+    scenario = Scenario(
+        train_size=args.train_size,
+        eval_sizes=tuple(args.eval_sizes),
+        batch_size=args.batch_size,
+        eval_batch_size=args.eval_batch_size,
+        updates=args.updates,
+        eval_every=args.eval_every,
+        load_ms=args.load_ms,
+        load=args.load,
+        sample_kib=args.sample_kib,
+        step_ms=args.step_ms,
+        workers=args.workers,
+        start_method=args.start_method,
+        prefetch_factor=args.prefetch_factor,
+        seed=args.seed,
+    )
+    if scenario.train_size < scenario.batch_size:
+        raise SystemExit(f"--train-size {scenario.train_size} < --batch-size {scenario.batch_size}")
+    report = run_benchmark(scenario, args.repeats, args.memory_interval)
+    print(format_report(report))
+    if args.plot:
+        plot(report, args.plot)
+        print(f"chart written to {args.plot}")
+    return 0
+
+
+def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    return _at_least(kind, 0, strict=True)
+
+
+def _non_negative(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    return _at_least(kind, 0, strict=False)
+
+
+def _at_least(kind: Callable[[str], Any], bound: float, strict: bool) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        value = kind(text)
+        if value < bound or (strict and value == bound):
+            relation = ">" if strict else ">="
+            raise argparse.ArgumentTypeError(f"must be {relation} {bound}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__ if hasattr(kind, "__name__") else "value"
+    return parse

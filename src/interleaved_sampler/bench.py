@@ -9,12 +9,16 @@ in one process, alternating and repeated:
 - ``persistent``: one DataLoader per dataset with ``persistent_workers=True``: one pool per
   dataset, each alive for the whole run.
 
-Loading a sample costs ``load_ms`` in a worker. With ``load="cpu"`` (the default) that is a
-busy loop on the thread's CPU clock: a fixed amount of CPU work per sample, like decoding or
-augmenting, which competes for the cores with every other process; more workers than cores
-cannot make it faster. (A busy loop on the wall clock would not be honest: descheduled, it
-still ends on time, as if it had run.) ``load="sleep"`` models I/O-bound loading instead,
-which more processes than cores can overlap. The model step is simulated by sleeping
+Loading a sample costs ``load_ms`` in a worker. With ``load="cpu"`` (the default) that is
+``load_ms`` of CPU time on the thread's CPU clock, spent in small torch operations: a fixed
+amount of CPU work per sample, like decoding or augmenting, which competes for the cores with
+every other process, so more workers than cores cannot make it faster. (A busy loop on the wall
+clock would not be honest: descheduled, it still ends on time, as if it had run.) Like image
+decoding in C, the operations release the GIL: a pure-Python loop holding it would delay the
+worker thread that hands each batch tensor's file descriptor to the main process (up to the
+5 ms switch interval per tensor), and every variant would be bound by that instead of by the
+loading work. ``load="sleep"`` models I/O-bound loading, which more processes than cores can
+overlap. The model step is simulated by sleeping
 ``step_ms`` per batch in the main process: a stand-in for a GPU step, which leaves the CPU
 cores to the workers.
 
@@ -87,7 +91,7 @@ class Scenario:
     eval_batch_size: int = 64
     updates: int = 500
     eval_every: int = 50
-    load_ms: float = 1.5
+    load_ms: float = 2.0
     load: str = "cpu"
     sample_kib: int = 48
     step_ms: float = 5.0
@@ -212,8 +216,8 @@ class BenchReport:
         }
 
 
-class SyntheticDataset(Dataset[tuple[int, int, torch.Tensor]]):
-    """Item ``i`` is ``(source, i, payload)``; loading it costs ``load_ms``.
+class SyntheticDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
+    """Item ``i`` is ``(tensor([source, i]), payload)``; loading it costs ``load_ms``.
 
     Args:
         source: the id of this dataset (0 = training), returned with every item.
@@ -231,23 +235,24 @@ class SyntheticDataset(Dataset[tuple[int, int, torch.Tensor]]):
     def __len__(self) -> int:
         return self.size
 
-    def __getitem__(self, index: int) -> tuple[int, int, torch.Tensor]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         if self.load == "cpu":
             burn_cpu(self.load_s)
         else:
             time.sleep(self.load_s)
-        return self.source, index, torch.full((self.floats,), float(index))
+        return torch.tensor([self.source, index]), torch.full((self.floats,), float(index))
 
 
 def burn_cpu(seconds: float) -> None:
-    """Busy-loop until this thread has used ``seconds`` of CPU time.
+    """Compute until this thread has used ``seconds`` of CPU time, mostly without the GIL.
 
     Args:
         seconds: CPU time to use.
     """
     end = time.thread_time() + seconds
+    values = torch.linspace(0, 1, 2048)
     while time.thread_time() < end:
-        pass
+        torch.sin(values, out=values)  # ~10 us in C, GIL released
 
 
 class StartupCounter:
@@ -352,14 +357,17 @@ class Recorder:
         """Record the samples of ``batch`` and run the simulated model step.
 
         Args:
-            batch: a collated ``(sources, indices, payloads)`` batch.
+            batch: a collated ``(ids, payloads)`` batch; row ``j`` of ``ids`` is
+                ``[source, index]`` of sample ``j``.
             step_s: duration of the simulated step (a sleep), in seconds.
         """
-        sources, indices = batch[0].tolist(), batch[1].tolist()
-        source = sources[0]
+        ids = batch[0]
+        source = int(ids[0, 0])
+        if bool((ids[:, 0] != source).any()):
+            raise SampleMismatchError(f"a batch mixes datasets: {sorted(set(ids[:, 0].tolist()))}")
         if not self.phases or self.phases[-1][0] != source:
             self.phases.append((source, []))
-        self.phases[-1][1].extend(indices)
+        self.phases[-1][1].extend(ids[:, 1].tolist())
         time.sleep(step_s)
 
     def trace(self) -> tuple[Phase, ...]:

@@ -663,7 +663,9 @@ def run(args: argparse.Namespace) -> int:
     )
     if scenario.train_size < scenario.batch_size:
         raise SystemExit(f"--train-size {scenario.train_size} < --batch-size {scenario.batch_size}")
-    report = run_benchmark(scenario, args.repeats, args.memory_interval)
+    report = run_benchmark(
+        scenario, args.repeats, args.memory_interval, log=lambda line: print(line, flush=True)
+    )
     print(format_report(report))
     if args.plot:
         plot(report, args.plot)

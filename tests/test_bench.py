@@ -1,0 +1,155 @@
+"""The ``bench`` command on tiny settings: it runs, counts and checks what it claims to.
+
+No timing assertions: the figures depend on the machine; these tests pin down behaviour.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+from interleaved_sampler.bench import (
+    VARIANTS,
+    Datasets,
+    SampleMismatchError,
+    Scenario,
+    check_same_samples,
+    run_benchmark,
+    run_once,
+    tree_memory,
+)
+from interleaved_sampler.cli import main
+
+# 20 training samples in batches of 4: 5 updates per epoch; 12 updates: 3 epochs started;
+# evaluation after updates 5 and 10 over datasets of 6 and 3 samples in batches of 4.
+TINY = Scenario(
+    train_size=20,
+    eval_sizes=(6, 3),
+    batch_size=4,
+    eval_batch_size=4,
+    updates=12,
+    eval_every=5,
+    load_ms=0.1,
+    sample_kib=1,
+    step_ms=0.0,
+    workers=2,
+    start_method="fork",
+)
+
+TINY_ARGS = [
+    "bench",
+    "--train-size=20",
+    "--eval-sizes",
+    "6",
+    "3",
+    "--batch-size=4",
+    "--eval-batch-size=4",
+    "--updates=12",
+    "--eval-every=5",
+    "--load-ms=0.1",
+    "--sample-kib=1",
+    "--step-ms=0",
+    "--memory-interval=0.05",
+]
+
+
+def test_scenario_counts() -> None:
+    assert (TINY.updates_per_epoch, TINY.epochs_started, TINY.evaluations) == (5, 3, 2)
+    assert TINY.samples_loaded == 12 * 4 + 2 * (6 + 3)
+    assert TINY.worker_bound_s == pytest.approx(66 * 0.1 / 1000 / 2)
+    default = Scenario()  # the README's scenario: 500 updates of 32, 10 passes over 512
+    assert default.samples_loaded == 21120
+    assert default.worker_bound_s == pytest.approx(21.12)
+
+
+def test_every_variant_consumes_the_schedule_with_the_expected_pools() -> None:
+    lines: list[str] = []
+    report = run_benchmark(TINY, repeats=2, memory_interval_s=0.05, log=lines.append)
+    assert len(report.runs) == len(lines) == 6
+    # alternating, the order rotated each round
+    assert [run.variant for run in report.runs] == [*VARIANTS, *VARIANTS[1:], VARIANTS[0]]
+    # one pool; a pool per epoch (3) and per pass (2 x 2); a pool per dataset (3); 2 workers each
+    startups = {variant: report.summary(variant).startups for variant in VARIANTS}
+    assert startups == {"interleaved": 2, "per-dataset": 14, "persistent": 6}
+    assert all(TINY.expected_startups(v) == n for v, n in startups.items())
+    for run in report.runs:
+        assert 0 < run.wait_s < run.wall_s
+        assert run.peak_pss > 0 and 0 < run.peak_uss <= run.peak_pss
+
+
+def test_phases_are_the_interleaved_schedule() -> None:
+    context = multiprocessing.get_context("fork")
+    _, trace = run_once("interleaved", TINY, Datasets.of(TINY), context, 0.05)
+    assert [source for source, _ in trace] == [0, 1, 2, 0, 1, 2, 0]
+    assert [len(indices) for _, indices in trace] == [20, 6, 3, 20, 6, 3, 8]
+    assert trace[1][1] == tuple(range(6)) and trace[2][1] == tuple(range(3))
+    assert sorted(trace[0][1]) == list(range(20)) != list(trace[0][1])  # epoch 0, shuffled
+
+
+def test_a_difference_in_the_samples_fails_loudly() -> None:
+    same = ((0, (3, 1, 2)), (1, (0, 1)))
+    check_same_samples({"interleaved": same, "persistent": same})
+    with pytest.raises(SampleMismatchError, match=r"persistent and interleaved.*phase 1"):
+        check_same_samples({"interleaved": same, "persistent": ((0, (3, 1, 2)), (1, (1, 0)))})
+    with pytest.raises(SampleMismatchError, match="1 and 2 phases, first difference in phase 1"):
+        check_same_samples({"interleaved": same, "per-dataset": same[:1]})
+
+
+def test_tree_memory_includes_child_processes() -> None:
+    me = psutil.Process()
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        child_pss = psutil.Process(child.pid).memory_full_info().pss
+        pss, uss = tree_memory(me)
+        assert pss > me.memory_full_info().pss + child_pss // 2
+        assert 0 < uss < pss
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_cli_prints_the_table_and_writes_the_chart(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    chart = tmp_path / "bench.png"
+    assert main([*TINY_ARGS, "--start-method=fork", "--repeats=1", f"--plot={chart}"]) == 0
+    out = capsys.readouterr().out
+    for row in (*VARIANTS, "worker-bound limit"):
+        assert f"| {row} |" in out
+    assert "wall persistent / interleaved" in out and "peak PSS persistent / interleaved" in out
+    assert chart.read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize("bad", ["--workers=0", "--load-ms=-1", "--load=disk", "--updates=x"])
+def test_cli_rejects_invalid_settings(bad: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([*TINY_ARGS, bad])
+    assert exit_info.value.code == 2
+    assert bad.split("=")[0] in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_spawned_workers_get_the_dataset_and_the_counter() -> None:
+    scenario = Scenario(
+        train_size=8,
+        eval_sizes=(3,),
+        batch_size=4,
+        updates=2,
+        eval_every=2,
+        load_ms=0.1,
+        load="sleep",
+        sample_kib=1,
+        step_ms=0.0,
+        workers=1,
+        start_method="spawn",
+    )
+    context = multiprocessing.get_context("spawn")
+    result, trace = run_once("interleaved", scenario, Datasets.of(scenario), context, 0.05)
+    assert result.startups == 1
+    assert [source for source, _ in trace] == [0, 1]
+    assert sorted(trace[0][1]) == list(range(8)) and trace[1][1] == (0, 1, 2)

@@ -12,7 +12,10 @@ from pathlib import Path
 
 import psutil
 import pytest
+import torch
+from torch.utils.data import Dataset, SequentialSampler
 
+from interleaved_sampler import InterleavedSampler, InterleavedSamplerConfig, SamplerIntervalConfig
 from interleaved_sampler.bench import (
     VARIANTS,
     Datasets,
@@ -153,3 +156,34 @@ def test_spawned_workers_get_the_dataset_and_the_counter() -> None:
     assert result.startups == 1
     assert [source for source, _ in trace] == [0, 1]
     assert sorted(trace[0][1]) == list(range(8)) and trace[1][1] == (0, 1, 2)
+
+
+class BatchOnlyDataset(Dataset[torch.Tensor]):
+    """Loads whole batches only: item ``i`` of a batch of ``n`` is ``[base + i, n]``."""
+
+    def __init__(self, size: int, base: int = 0) -> None:
+        self.size, self.base = size, base
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        raise AssertionError("loaded item by item")
+
+    def __getitems__(self, indices: list[int]) -> list[torch.Tensor]:
+        return [torch.tensor([self.base + i, len(indices)]) for i in indices]
+
+
+def test_workers_load_each_batch_with_one_getitems_call() -> None:
+    train, validation = BatchOnlyDataset(10), BatchOnlyDataset(3, base=100)
+    sampler = InterleavedSampler(
+        SequentialSampler(train),
+        InterleavedSamplerConfig(batch_size=4, max_updates=2),
+        callback_samplers=[SamplerIntervalConfig(SequentialSampler(validation), every_n_updates=2)],
+    )
+    loader = sampler.get_data_loader(num_workers=2, multiprocessing_context="fork")
+    assert [batch.tolist() for batch in loader] == [
+        [[0, 4], [1, 4], [2, 4], [3, 4]],
+        [[4, 4], [5, 4], [6, 4], [7, 4]],
+        [[100, 3], [101, 3], [102, 3]],
+    ]

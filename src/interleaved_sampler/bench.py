@@ -142,6 +142,8 @@ class RunResult:
         startups: worker processes started.
         peak_pss: peak of the summed PSS of the process tree, in bytes.
         peak_uss: peak of the summed USS of the process tree, in bytes.
+        other_cores: CPU cores that other processes of the machine kept busy on average
+            during the run: the noise a figure carries.
     """
 
     variant: str
@@ -150,6 +152,7 @@ class RunResult:
     startups: int
     peak_pss: int
     peak_uss: int
+    other_cores: float
 
 
 @dataclass(frozen=True)
@@ -165,6 +168,7 @@ class Summary:
     startups: int
     peak_pss: int
     peak_uss: int
+    other_cores: float
 
     @classmethod
     def of(cls, variant: str, runs: Sequence[RunResult]) -> Summary:
@@ -185,6 +189,7 @@ class Summary:
             startups=max(run.startups for run in runs),
             peak_pss=int(statistics.median(run.peak_pss for run in runs)),
             peak_uss=int(statistics.median(run.peak_uss for run in runs)),
+            other_cores=statistics.median(run.other_cores for run in runs),
         )
 
 
@@ -204,16 +209,33 @@ class BenchReport:
         """The summary of ``variant``'s runs."""
         return Summary.of(variant, [run for run in self.runs if run.variant == variant])
 
-    def ratios(self) -> dict[str, float]:
-        """Wall-time and memory ratios of the median runs (> 1: the interleaved loader wins)."""
-        a, b, c = (self.summary(variant) for variant in VARIANTS)
-        return {
-            "wall per-dataset / interleaved": b.wall_s / a.wall_s,
-            "wall persistent / interleaved": c.wall_s / a.wall_s,
-            "wall interleaved / worker-bound limit": a.wall_s / self.scenario.worker_bound_s,
-            "peak PSS persistent / interleaved": c.peak_pss / a.peak_pss,
-            "peak PSS per-dataset / interleaved": b.peak_pss / a.peak_pss,
+    def rounds(self) -> list[dict[str, RunResult]]:
+        """The runs by round: each round ran every variant once."""
+        size = len(VARIANTS)
+        chunks = (self.runs[i : i + size] for i in range(0, len(self.runs), size))
+        return [{run.variant: run for run in chunk} for chunk in chunks]
+
+    def ratios(self) -> dict[str, tuple[float, float, float]]:
+        """Ratios (> 1: the interleaved loader wins, or is above the limit): of the medians,
+        and the lowest and highest of the rounds' ratios."""
+        limit = self.scenario.worker_bound_s
+        ratios = {
+            f"{metric} {other} / interleaved": (
+                getattr(self.summary(other), attribute)
+                / getattr(self.summary("interleaved"), attribute),
+                [
+                    getattr(r[other], attribute) / getattr(r["interleaved"], attribute)
+                    for r in self.rounds()
+                ],
+            )
+            for metric, attribute in (("wall", "wall_s"), ("peak PSS", "peak_pss"))
+            for other in VARIANTS[1:]
         }
+        ratios["wall interleaved / worker-bound limit"] = (
+            self.summary("interleaved").wall_s / limit,
+            [r["interleaved"].wall_s / limit for r in self.rounds()],
+        )
+        return {name: (value, min(each), max(each)) for name, (value, each) in ratios.items()}
 
 
 class SyntheticDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
@@ -291,6 +313,39 @@ def tree_memory(process: Any) -> tuple[int, int]:
             continue  # exited (or not ours) since children() listed it
         pss, uss = pss + info.pss, uss + info.uss
     return pss, uss
+
+
+@dataclass(frozen=True)
+class CpuSnapshot:
+    """Busy CPU seconds of the whole machine and of this process tree, at one moment.
+
+    The tree's are this process's and those of its children that have exited (as every
+    worker has when a run ends; with ``forkserver`` they are the server's children, so they
+    count as other processes).
+    """
+
+    machine_s: float
+    tree_s: float
+
+    @classmethod
+    def now(cls) -> CpuSnapshot:
+        import psutil
+
+        machine = psutil.cpu_times()
+        idle = ("idle", "iowait", "guest", "guest_nice")  # guest time is also in user time
+        busy = sum(machine) - sum(getattr(machine, name, 0.0) for name in idle)
+        own = psutil.Process().cpu_times()
+        return cls(busy, own.user + own.system + own.children_user + own.children_system)
+
+    def other_cores(self, start: CpuSnapshot, wall_s: float) -> float:
+        """Cores other processes kept busy on average since ``start``.
+
+        Args:
+            start: the snapshot at the start of the interval.
+            wall_s: the interval's length in seconds.
+        """
+        others = (self.machine_s - start.machine_s) - (self.tree_s - start.tree_s)
+        return max(others, 0.0) / wall_s
 
 
 class MemoryPeak:
@@ -470,14 +525,22 @@ def run_once(
     common = loader_args(scenario, context, counter)
     recorder = Recorder()
     with MemoryPeak(memory_interval_s) as memory:
+        cpu = CpuSnapshot.now()
         start = time.perf_counter()
         if variant == "interleaved":
             run_interleaved(scenario, data, common, recorder)
         else:
             run_per_dataset(scenario, data, common, recorder, variant == "persistent")
         wall_s = time.perf_counter() - start  # the pools of the run are shut down by now
+        other_cores = CpuSnapshot.now().other_cores(cpu, wall_s)
     result = RunResult(
-        variant, wall_s, recorder.wait_s, counter.count, memory.peak_pss, memory.peak_uss
+        variant,
+        wall_s,
+        recorder.wait_s,
+        counter.count,
+        memory.peak_pss,
+        memory.peak_uss,
+        other_cores,
     )
     return result, recorder.trace()
 
@@ -532,7 +595,8 @@ def run_benchmark(
             log(
                 f"round {round_ + 1}/{repeats}  {variant:<12} wall {result.wall_s:6.2f} s  "
                 f"waiting {result.wait_s:6.2f} s  {result.startups:3d} worker start-ups  "
-                f"peak PSS {result.peak_pss / MIB:6.0f} MiB"
+                f"peak PSS {result.peak_pss / MIB:6.0f} MiB  "
+                f"other processes busy {result.other_cores:4.2f} cores"
             )
     return BenchReport(scenario, tuple(runs))
 
@@ -542,18 +606,22 @@ def format_report(report: BenchReport) -> str:
     scenario = report.scenario
     lines = [
         "| variant | wall s (median; min-max) | waiting for data s | worker start-ups "
-        "| peak PSS MiB | peak USS MiB |",
-        "|---|---|---|---|---|---|",
+        "| peak PSS MiB | peak USS MiB | other processes busy (cores) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for variant in VARIANTS:
         s = report.summary(variant)
         lines.append(
             f"| {variant} | {s.wall_s:.2f} ({s.wall_min_s:.2f}-{s.wall_max_s:.2f}) "
-            f"| {s.wait_s:.2f} | {s.startups} | {s.peak_pss / MIB:.0f} | {s.peak_uss / MIB:.0f} |"
+            f"| {s.wait_s:.2f} | {s.startups} | {s.peak_pss / MIB:.0f} | {s.peak_uss / MIB:.0f} "
+            f"| {s.other_cores:.2f} |"
         )
-    lines.append(f"| worker-bound limit | {scenario.worker_bound_s:.2f} | | | | |")
-    lines.append("")
-    lines.extend(f"- {name}: {value:.2f}" for name, value in report.ratios().items())
+    lines.append(f"| worker-bound limit | {scenario.worker_bound_s:.2f} | | | | | |")
+    lines.append("\nRatios of the medians (in brackets: lowest and highest of the rounds):\n")
+    lines.extend(
+        f"- {name}: {value:.2f} ({low:.2f}-{high:.2f})"
+        for name, (value, low, high) in report.ratios().items()
+    )
     lines.append(
         f"\n{len(report.runs) // len(VARIANTS)} runs per variant. {scenario.samples_loaded} "
         f"samples loaded per run ({scenario.updates} updates of {scenario.batch_size}, "

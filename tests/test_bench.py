@@ -65,9 +65,10 @@ def test_scenario_counts() -> None:
     assert (TINY.updates_per_epoch, TINY.epochs_started, TINY.evaluations) == (5, 3, 2)
     assert TINY.samples_loaded == 12 * 4 + 2 * (6 + 3)
     assert TINY.worker_bound_s == pytest.approx(66 * 0.1 / 1000 / 2)
-    default = Scenario()  # the README's scenario: 500 updates of 32, 10 passes over 512
-    assert default.samples_loaded == 21120
-    assert default.worker_bound_s == pytest.approx(21.12)
+    default = Scenario()  # the README's scenario: 400 updates of 32, 8 passes over 512
+    assert default.samples_loaded == 16896
+    assert default.worker_bound_s == pytest.approx(16.896)
+    assert default.expected_startups("per-dataset") == (4 + 8) * 2
 
 
 def test_every_variant_consumes_the_schedule_with_the_expected_pools() -> None:

@@ -89,7 +89,7 @@ class Scenario:
     eval_sizes: tuple[int, ...] = (512,)
     batch_size: int = 32
     eval_batch_size: int = 64
-    updates: int = 500
+    updates: int = 400
     eval_every: int = 50
     load_ms: float = 2.0
     load: str = "cpu"
@@ -568,7 +568,7 @@ def check_same_samples(traces: dict[str, tuple[Phase, ...]]) -> None:
 def run_benchmark(
     scenario: Scenario,
     repeats: int,
-    memory_interval_s: float = 0.5,
+    memory_interval_s: float = 1.0,
     log: Callable[[str], None] = print,
 ) -> BenchReport:
     """Run every variant ``repeats`` times, alternating, rotating the order each round.
@@ -705,8 +705,8 @@ def add_parser(subparsers: Any) -> None:
     add("--start-method", choices=START_METHODS, default=d.start_method)
     add("--prefetch-factor", type=_positive(int), default=d.prefetch_factor)
     add("--seed", type=_non_negative(int), default=d.seed)
-    add("--repeats", type=_positive(int), default=3, help="runs of each variant")
-    add("--memory-interval", type=_positive(float), default=0.5, help="seconds")
+    add("--repeats", type=_positive(int), default=2, help="runs of each variant")
+    add("--memory-interval", type=_positive(float), default=1.0, help="seconds")
     add("--plot", type=Path, help="write a bar chart (PNG) here")
     parser.set_defaults(func=run)
 

@@ -84,6 +84,7 @@ def test_every_variant_consumes_the_schedule_with_the_expected_pools() -> None:
     for run in report.runs:
         assert 0 < run.wait_s < run.wall_s
         assert run.peak_pss > 0 and 0 < run.peak_uss <= run.peak_pss
+        assert run.cpu_s > 0 and run.other_cores >= 0
 
 
 def test_phases_are_the_interleaved_schedule() -> None:

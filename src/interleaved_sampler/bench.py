@@ -142,6 +142,8 @@ class RunResult:
         startups: worker processes started.
         peak_pss: peak of the summed PSS of the process tree, in bytes.
         peak_uss: peak of the summed USS of the process tree, in bytes.
+        cpu_s: CPU time of this process and its exited children (the workers, except with
+            ``forkserver``) during the run: the loading work plus every overhead.
         other_cores: CPU cores that other processes of the machine kept busy on average
             during the run: the noise a figure carries.
     """
@@ -152,6 +154,7 @@ class RunResult:
     startups: int
     peak_pss: int
     peak_uss: int
+    cpu_s: float
     other_cores: float
 
 
@@ -168,6 +171,7 @@ class Summary:
     startups: int
     peak_pss: int
     peak_uss: int
+    cpu_s: float
     other_cores: float
 
     @classmethod
@@ -189,6 +193,7 @@ class Summary:
             startups=max(run.startups for run in runs),
             peak_pss=int(statistics.median(run.peak_pss for run in runs)),
             peak_uss=int(statistics.median(run.peak_uss for run in runs)),
+            cpu_s=statistics.median(run.cpu_s for run in runs),
             other_cores=statistics.median(run.other_cores for run in runs),
         )
 
@@ -532,7 +537,7 @@ def run_once(
         else:
             run_per_dataset(scenario, data, common, recorder, variant == "persistent")
         wall_s = time.perf_counter() - start  # the pools of the run are shut down by now
-        other_cores = CpuSnapshot.now().other_cores(cpu, wall_s)
+        cpu_end = CpuSnapshot.now()
     result = RunResult(
         variant,
         wall_s,
@@ -540,7 +545,8 @@ def run_once(
         counter.count,
         memory.peak_pss,
         memory.peak_uss,
-        other_cores,
+        cpu_end.tree_s - cpu.tree_s,
+        cpu_end.other_cores(cpu, wall_s),
     )
     return result, recorder.trace()
 
@@ -606,17 +612,20 @@ def format_report(report: BenchReport) -> str:
     scenario = report.scenario
     lines = [
         "| variant | wall s (median; min-max) | waiting for data s | worker start-ups "
-        "| peak PSS MiB | peak USS MiB | other processes busy (cores) |",
-        "|---|---|---|---|---|---|---|",
+        "| peak PSS MiB | peak USS MiB | CPU s | other processes busy (cores) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for variant in VARIANTS:
         s = report.summary(variant)
         lines.append(
             f"| {variant} | {s.wall_s:.2f} ({s.wall_min_s:.2f}-{s.wall_max_s:.2f}) "
             f"| {s.wait_s:.2f} | {s.startups} | {s.peak_pss / MIB:.0f} | {s.peak_uss / MIB:.0f} "
-            f"| {s.other_cores:.2f} |"
+            f"| {s.cpu_s:.1f} | {s.other_cores:.2f} |"
         )
-    lines.append(f"| worker-bound limit | {scenario.worker_bound_s:.2f} | | | | | |")
+    lines.append(
+        f"| worker-bound limit | {scenario.worker_bound_s:.2f} | | | | | "
+        f"{scenario.worker_bound_s * scenario.workers:.1f} | |"
+    )
     lines.append("\nRatios of the medians (in brackets: lowest and highest of the rounds):\n")
     lines.extend(
         f"- {name}: {value:.2f} ({low:.2f}-{high:.2f})"

@@ -102,7 +102,7 @@ class Regression(Dataset[Sample]):
 
 def tagged_collate(source: str, samples: list[Sample]) -> tuple[str, Any]:
     """``default_collate``, with the name of the dataset the batch came from."""
-    return source, default_collate(samples)
+    return source, default_collate(samples)  # type: ignore[no-untyped-call]
 
 
 def world() -> tuple[int, int]:

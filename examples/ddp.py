@@ -33,8 +33,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import Dataset, DistributedSampler, SequentialSampler
-from torch.utils.data._utils.collate import default_collate
+from torch.utils.data import Dataset, DistributedSampler, SequentialSampler, default_collate
 
 from interleaved_sampler import (
     InterleavedSampler,
@@ -102,7 +101,7 @@ class Regression(Dataset[Sample]):
 
 def tagged_collate(source: str, samples: list[Sample]) -> tuple[str, Any]:
     """``default_collate``, with the name of the dataset the batch came from."""
-    return source, default_collate(samples)  # type: ignore[no-untyped-call]
+    return source, default_collate(samples)
 
 
 def world() -> tuple[int, int]:

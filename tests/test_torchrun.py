@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
+from subprocess import PIPE
 from typing import Any
 
 import pytest
@@ -34,10 +36,17 @@ def ranks(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
         *(sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"),
         *(str(ROOT / "tests" / "torchrun_worker.py"), str(out), ",".join(map(str, SEEDS))),
     ]
-    done = subprocess.run(
-        command, env=env, capture_output=True, text=True, timeout=LAUNCH_TIMEOUT, check=False
+    # a session of its own, so that a hang kills torchrun and its ranks, not only torchrun
+    launch = subprocess.Popen(
+        command, env=env, stdout=PIPE, stderr=PIPE, text=True, start_new_session=True
     )
-    assert done.returncode == 0, f"torchrun failed:\n{done.stdout}\n{done.stderr[-5000:]}"
+    try:
+        stdout, stderr = launch.communicate(timeout=LAUNCH_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(launch.pid, signal.SIGKILL)
+        stdout, stderr = launch.communicate()
+        pytest.fail(f"torchrun hung for {LAUNCH_TIMEOUT} s:\n{stdout}\n{stderr[-5000:]}")
+    assert launch.returncode == 0, f"torchrun failed:\n{stdout}\n{stderr[-5000:]}"
     return [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
 
 

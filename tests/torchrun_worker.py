@@ -12,6 +12,7 @@ import importlib.util
 import json
 import random
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -188,7 +189,7 @@ def load_example(name: str) -> Any:
 
 def main() -> None:
     out, seeds = Path(sys.argv[1]), [int(seed) for seed in sys.argv[2].split(",")]
-    dist.init_process_group("gloo")
+    dist.init_process_group("gloo", timeout=timedelta(seconds=60))  # no endless hang
     rank = dist.get_rank()
     try:
         results = {

@@ -33,7 +33,8 @@ def check_same_schedule(sampler: InterleavedSampler, group: Any = None) -> None:
     start positions), or if a sampler that shards (it has ``num_replicas`` and ``rank``, like
     ``DistributedSampler``) does not shard over exactly this group: ``num_replicas`` must be
     the group's size and ``rank`` this process's rank in it, each rank a different shard.
-    Without an initialized process group it checks this process's samplers alone.
+    Without an initialized process group it checks this process's samplers alone. With
+    nccl, set the rank's CUDA device (``torch.cuda.set_device``) first.
 
     Args:
         sampler: this rank's interleaved sampler.
@@ -53,10 +54,9 @@ def check_same_schedule(sampler: InterleavedSampler, group: Any = None) -> None:
         >>> check_same_schedule(sampler)  # passes; raises ValueError on a mismatch
     """
     world, rank = _world(group)
-    local = _RankFacts(rank, schedule_facts(sampler.schedule), _sharding(sampler))
-    facts: list[_RankFacts] = [local]
+    local = _RankFacts(rank, _schedule_facts(sampler.schedule), _sharding(sampler))
+    facts = [local] * world
     if world > 1:
-        facts = [local] * world
         dist.all_gather_object(facts, local, group=group)
     problems = _schedule_differences(facts) + _sharding_problems(facts, world)
     if problems:
@@ -67,19 +67,8 @@ def check_same_schedule(sampler: InterleavedSampler, group: Any = None) -> None:
         )
 
 
-def schedule_facts(schedule: Schedule) -> dict[str, object]:
-    """The quantities that determine a schedule, by name (what :func:`check_same_schedule`
-    compares between ranks).
-
-    Args:
-        schedule: a run's schedule (``InterleavedSampler.schedule``).
-
-    Example:
-        >>> from interleaved_sampler import InterleavedSamplerConfig
-        >>> config = InterleavedSamplerConfig(batch_size=4, max_updates=3)
-        >>> schedule_facts(Schedule.create(config, sampler_len=10))["len(train sampler)"]
-        10
-    """
+def _schedule_facts(schedule: Schedule) -> dict[str, object]:
+    """The quantities that determine a schedule, by name: what the ranks compare."""
     structure = schedule.structure
     facts: dict[str, object] = {
         "len(train sampler)": structure.sampler_len,
@@ -154,7 +143,8 @@ def gather_by_index(
         if isinstance(indices, torch.Tensor)
         else torch.tensor(list(indices), dtype=torch.long)
     )
-    header = _Header(len(index), _layout(tensors), _problem(tensors, index))
+    problem = _problem(tensors, index)
+    header = _Header(0 if problem else len(index), _layout(tensors), problem)
     world, _ = _world(group)
     headers = [header] * world
     if world > 1:

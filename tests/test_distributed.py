@@ -143,7 +143,9 @@ class TestGatherByIndexInOneProcess:
             (torch.zeros(3), [0, 1], "3 rows but there are 2 indices"),
             (torch.zeros(2), torch.tensor([0.0, 1.0]), "integers"),
             ({"a": torch.zeros(2), "b": torch.zeros(3)}, [0, 1], "b has 3 rows"),
-            (torch.tensor(1.0), [0], "first .samples. dimension"),
+            (torch.tensor(1.0), [0], r"first \(samples\) dimension, got Tensor of shape \(\)"),
+            ([0.0], [0], "values must be a tensor .*, got list"),
+            (torch.zeros(1), torch.tensor(0), r"indices must be 1-D integers, got shape \(\)"),
         ],
     )
     def test_mismatched_inputs(self, values: object, indices: object, message: str) -> None:

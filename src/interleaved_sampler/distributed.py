@@ -116,7 +116,8 @@ def gather_by_index(
     group it sorts and deduplicates this process's rows.
 
     Communication runs on the current CUDA device for the ``nccl`` backend and on the CPU
-    otherwise (``gloo``); the result is on the device of ``values``. Every rank must pass
+    otherwise (``gloo``); the result is on the device of ``values`` (without autograd
+    history when gathered from several ranks). Every rank must pass
     the same kind of ``values`` (the same keys, dtypes and trailing shapes); a mismatch, or
     ``indices`` of the wrong length, raises ``ValueError`` on every rank.
 
@@ -185,7 +186,11 @@ def _problem(tensors: Mapping[str, Any], index: torch.Tensor) -> str | None:
         return f"indices must be 1-D integers, got shape {tuple(index.shape)}, {index.dtype}"
     for key, tensor in tensors.items():
         if not isinstance(tensor, torch.Tensor) or tensor.dim() == 0:
-            return f"{key} must be a tensor with a first (samples) dimension, got {tensor!r}"
+            shape = f" of shape {tuple(tensor.shape)}" if isinstance(tensor, torch.Tensor) else ""
+            return (
+                f"{key} must be a tensor with a first (samples) dimension, got "
+                f"{type(tensor).__name__}{shape}"
+            )
         if len(tensor) != len(index):
             return f"{key} has {len(tensor)} rows but there are {len(index)} indices"
     return None
@@ -215,7 +220,7 @@ def _all_gather_rows(
     if longest == 0:
         return tensor
     padded = torch.zeros((longest, *tensor.shape[1:]), dtype=tensor.dtype, device=device)
-    padded[: len(tensor)] = tensor
+    padded[: len(tensor)] = tensor.detach()
     parts = [torch.empty_like(padded) for _ in counts]
     dist.all_gather(parts, padded, group=group)
     return torch.cat([part[:count] for part, count in zip(parts, counts, strict=True)])

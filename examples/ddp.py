@@ -56,7 +56,8 @@ class RunConfig:
             of the DDP run to reproduce); must be 1 in a DDP run.
         max_updates: stop after this many updates.
         start_update: resume from ``checkpoint`` after this many updates.
-        checkpoint: where the model and optimizer are saved at the end and loaded at a resume.
+        checkpoint: where the model and optimizer are loaded from at a resume and saved to
+            at the end.
         seed: seed of the data order and the model's initial weights.
         workers: DataLoader worker processes per rank.
     """
@@ -167,7 +168,7 @@ def run(config: RunConfig) -> list[Metric]:
         optimizer.load_state_dict(state["optimizer"])
     trained = DistributedDataParallel(model) if size > 1 else model
     metrics = loop(sampler, model, trained, optimizer, config)
-    if config.checkpoint is not None and not config.start_update:
+    if config.checkpoint is not None:
         save(config.checkpoint, model, optimizer)
     return metrics
 

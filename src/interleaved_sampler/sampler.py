@@ -16,7 +16,6 @@ from interleaved_sampler.schedule import (
     CallbackPlan,
     EpochStructure,
     Schedule,
-    due_rule,
     start_progress,
 )
 
@@ -84,7 +83,7 @@ class InterleavedSampler:
         structure = EpochStructure.create(len(train_sampler), config.batch_size, config.drop_last)
         self.batch_size = structure.batch_size
         plans = [
-            CallbackPlan(due_rule(c), _callback_len(c, name), c.batch_size or self.batch_size)
+            CallbackPlan.create(c, _callback_len(c, name), self.batch_size)
             for c, name in zip(callbacks, names[1:], strict=True)
         ]
         self.schedule = Schedule.create(config, len(train_sampler), plans)

@@ -210,6 +210,14 @@ class CallbackPlan:
     pass_len: int
     batch_size: int
 
+    @classmethod
+    def create(
+        cls, callback: SamplerIntervalConfig, pass_len: int, main_batch_size: int
+    ) -> CallbackPlan:
+        """The plan of ``callback`` with passes of ``pass_len`` indices; batches of its own
+        ``batch_size`` or else ``main_batch_size`` (the main batch size in use)."""
+        return cls(due_rule(callback), pass_len, callback.batch_size or main_batch_size)
+
     @property
     def batches_per_pass(self) -> int:
         return -(-self.pass_len // self.batch_size)

@@ -36,8 +36,9 @@ def test_demo_evaluates_both_sets_at_their_intervals(
     assert lines[0] == "108 batches from update 0: 64 training, 44 evaluation"
     titles = [line.split(",")[0] + "," + line.split(",")[1] for line in lines if " after " in line]
     validation = [f"validation after epoch {u // 32}, update {u}" for u in range(7, 64, 7)]
-    assert sorted(titles) == sorted([*validation, "test after epoch 1, update 32",
-                                     "test after epoch 2, update 64"])  # fmt: skip
+    assert sorted(titles) == sorted(
+        [*validation, "test after epoch 1, update 32", "test after epoch 2, update 64"]
+    )
     assert "validation mae=" in final_metrics(lines) and "test mae=" in final_metrics(lines)
 
 

@@ -1,14 +1,15 @@
-"""The scripts in examples/ run, on tiny settings, and do what they say."""
+"""The examples run and do what their docstrings say (on tiny settings)."""
 
 from __future__ import annotations
 
 import importlib.util
+import runpy
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-EXAMPLES = Path(__file__).parent.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 def load(name: str) -> ModuleType:
@@ -40,3 +41,14 @@ def test_resume_example_matches_the_uninterrupted_run(
     out = capsys.readouterr().out
     assert f"stopped after {stop_at} updates" in out
     assert "stopped + resumed == uninterrupted: log True, weights True" in out
+
+
+def test_quickstart() -> None:
+    main = runpy.run_path(str(EXAMPLES / "quickstart.py"))["main"]
+    kinds = main(num_workers=0)
+    # 6 updates per epoch (100 // 16); val (3 batches) after updates 4, 8, 12; test (1 batch)
+    # after updates 6 and 12
+    train, val, test = ["train"], ["val"] * 3, ["test"]
+    epoch1 = train * 4 + val + train * 2 + test
+    epoch2 = train * 2 + val + train * 4 + val + test
+    assert kinds == epoch1 + epoch2

@@ -35,6 +35,16 @@ from interleaved_sampler.config import (
 from interleaved_sampler.schedule import CallbackPlan, EpochStructure, Schedule, TrainingProgress
 
 CALLBACK_KEYS = ("name", "length", *INTERVAL_FIELDS, "batch_size")
+# RunPlan fields that flags can set
+FLAG_FIELDS = (
+    "length",
+    "batch_size",
+    "drop_last",
+    *STOP_FIELDS,
+    *START_FIELDS,
+    "evaluation",
+    "callbacks",
+)
 
 
 @dataclass(frozen=True)
@@ -83,9 +93,9 @@ class RunPlan:
     def schedule(self) -> Schedule:
         """The run's schedule, as :class:`~interleaved_sampler.InterleavedSampler` makes it."""
         config = self.config
-        batch_size = EpochStructure.create(self.length, config.batch_size, config.drop_last)
+        structure = EpochStructure.create(self.length, config.batch_size, config.drop_last)
         plans = [
-            CallbackPlan.create(c, len(c.sampler), batch_size.batch_size) for c in self.callbacks
+            CallbackPlan.create(c, len(c.sampler), structure.batch_size) for c in self.callbacks
         ]
         return Schedule.create(config, self.length, plans)
 
@@ -285,17 +295,6 @@ def add_parser(subparsers: Any) -> None:
         "--plot", type=Path, metavar="PNG", help="draw the timeline (needs matplotlib)"
     )
     parser.set_defaults(func=run)
-
-
-FLAG_FIELDS = (
-    "length",
-    "batch_size",
-    "drop_last",
-    *STOP_FIELDS,
-    *START_FIELDS,
-    "evaluation",
-    "callbacks",
-)
 
 
 def plan_from_args(args: argparse.Namespace) -> RunPlan:

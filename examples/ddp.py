@@ -15,8 +15,8 @@ Why the two print the same numbers, bit for bit:
   the order of the all-reduce sum can differ: equal up to rounding).
 - Evaluation: every rank evaluates its shard of each evaluation set (``DistributedSampler``,
   padded with repeated samples); ``gather_by_index`` collects the per-sample errors of all
-  ranks in dataset order without the repeats, so the mean is taken over the same numbers in
-  the same order.
+  ranks by dataset index (the tagged batches' ``indices``) without the repeats, so the mean
+  is taken over the same numbers in the same order.
 - Resume: ``--max-updates K --checkpoint c.pt`` stops after update ``K`` (and the
   evaluations due then); ``--start-update K --checkpoint c.pt`` continues the run exactly.
 """
@@ -26,14 +26,13 @@ from __future__ import annotations
 import argparse
 import os
 from dataclasses import dataclass, replace
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import Dataset, DistributedSampler, SequentialSampler, default_collate
+from torch.utils.data import DistributedSampler, SequentialSampler, TensorDataset
 
 from interleaved_sampler import (
     InterleavedSampler,
@@ -42,8 +41,6 @@ from interleaved_sampler import (
     SeededRandomSampler,
 )
 from interleaved_sampler.distributed import check_same_schedule, gather_by_index
-
-Sample = tuple[int, torch.Tensor, torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -83,26 +80,12 @@ class Metric:
         return f"update {self.update:3d}  {self.name:<10} {self.value!r}"
 
 
-class Regression(Dataset[Sample]):
-    """``y = sin(x @ w)`` with noise; item ``i`` is ``(i, x_i, y_i)``: it carries its index."""
-
-    def __init__(self, size: int, seed: int) -> None:
-        generator = torch.Generator().manual_seed(seed)
-        self.x = torch.randn(size, 8, generator=generator)
-        self.y = torch.sin(self.x @ torch.linspace(-1, 1, 8)) + 0.1 * torch.randn(
-            size, generator=generator
-        )
-
-    def __len__(self) -> int:
-        return len(self.y)
-
-    def __getitem__(self, index: int) -> Sample:
-        return index, self.x[index], self.y[index]
-
-
-def tagged_collate(source: str, samples: list[Sample]) -> tuple[str, Any]:
-    """``default_collate``, with the name of the dataset the batch came from."""
-    return source, default_collate(samples)
+def regression(size: int, seed: int) -> TensorDataset:
+    """``y = sin(x @ w)`` with noise, ``x`` of 8 features."""
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(size, 8, generator=generator)
+    noise = 0.1 * torch.randn(size, generator=generator)
+    return TensorDataset(x, torch.sin(x @ torch.linspace(-1, 1, 8)) + noise)
 
 
 def world() -> tuple[int, int]:
@@ -115,9 +98,9 @@ def world() -> tuple[int, int]:
 def build_sampler(config: RunConfig) -> InterleavedSampler:
     """Training on 203 samples, validation (13 samples) every 5 updates, test (7) per epoch."""
     size, rank = world()
-    train, validation, test = Regression(203, 1), Regression(13, 2), Regression(7, 3)
+    train, validation, test = regression(203, 1), regression(13, 2), regression(7, 3)
 
-    def evaluation(dataset: Regression) -> Any:
+    def evaluation(dataset: TensorDataset) -> Any:
         if size == 1:
             return SequentialSampler(dataset)
         return DistributedSampler(dataset, num_replicas=size, rank=rank, shuffle=False)
@@ -129,20 +112,17 @@ def build_sampler(config: RunConfig) -> InterleavedSampler:
             max_updates=config.max_updates,
             start_update=config.start_update,
         ),
-        train_collator=partial(tagged_collate, "train"),
         callback_samplers=[
             SamplerIntervalConfig(
                 evaluation(validation),
                 every_n_updates=5,
                 batch_size=4,
-                pipeline=partial(tagged_collate, "validation"),
                 name="validation",
             ),
             SamplerIntervalConfig(
                 evaluation(test),
                 every_n_epochs=1,
                 batch_size=3,
-                pipeline=partial(tagged_collate, "test"),
                 name="test",
             ),
         ],
@@ -180,27 +160,23 @@ def loop(
     optimizer: torch.optim.Optimizer,
     config: RunConfig,
 ) -> list[Metric]:
-    """The training loop: a step per training batch; per-sample errors of evaluation passes,
-    gathered from all ranks when a pass is complete."""
-    batches_per_pass = {
-        c.name: plan.batches_per_pass
-        for c, plan in zip(sampler.extra_samplers, sampler.schedule.callbacks, strict=True)
-    }
-    update, metrics = sampler.schedule.start.update, []
+    """The training loop over tagged batches: a step per training batch; the per-sample
+    errors of an evaluation pass, gathered from all ranks by dataset index at its end."""
+    metrics = []
     errors: list[torch.Tensor] = []
-    indices: list[torch.Tensor] = []
-    for source, (index, x, y) in sampler.get_data_loader(num_workers=config.workers):
-        if source == "train":
-            update += 1
+    indices: list[int] = []
+    for batch in sampler.get_data_loader(num_workers=config.workers, tagged=True):
+        x, y = batch.data
+        if batch.source == "train":
             loss = train_step(trained, optimizer, x, y, config.micro_batches)
-            metrics.append(Metric(update, "train", loss))
+            metrics.append(Metric(batch.progress.update + 1, "train", loss))
             continue
         with torch.no_grad():
             errors.append((model(x).squeeze(1) - y) ** 2)
-        indices.append(index)
-        if len(errors) == batches_per_pass[source]:
-            per_sample = gather_by_index(torch.cat(errors), torch.cat(indices))
-            metrics.append(Metric(update, source, per_sample.mean().item()))
+        indices.extend(batch.indices)
+        if batch.is_last_in_pass:
+            per_sample = gather_by_index(torch.cat(errors), indices)
+            metrics.append(Metric(batch.progress.update, batch.source, per_sample.mean().item()))
             errors, indices = [], []
     return metrics
 

@@ -15,7 +15,12 @@ from hypothesis import strategies as st
 from scenarios import SamplerSpec, Scenario, library_batches, scenarios
 from torch.utils.data import DistributedSampler
 
-from interleaved_sampler import InterleavedSampler, InterleavedSamplerConfig, SeededRandomSampler
+from interleaved_sampler import (
+    InterleavedSampler,
+    InterleavedSamplerConfig,
+    SamplerIntervalConfig,
+    SeededRandomSampler,
+)
 from interleaved_sampler.distributed import check_same_schedule, gather_by_index
 from interleaved_sampler.samplers import epoch_seed
 
@@ -119,6 +124,22 @@ class TestCheckSameSchedule:
         )
         with pytest.raises(ValueError, match=r"train sampler .* num_replicas=2, rank=1.*use "):
             check_same_schedule(sampler)
+
+    def test_a_sharded_callback_is_named(self) -> None:
+        sampler = InterleavedSampler(
+            SeededRandomSampler(range(10)),
+            InterleavedSamplerConfig(batch_size=3, max_epochs=1),
+            callback_samplers=[
+                SamplerIntervalConfig(
+                    DistributedSampler(range(6), num_replicas=2, rank=0),
+                    every_n_updates=1,
+                    name="val",
+                )
+            ],
+        )
+        with pytest.raises(ValueError, match=r"the val sampler \(DistributedSampler\)") as error:
+            check_same_schedule(sampler)
+        assert "train sampler" not in str(error.value)  # the unsharded main sampler is fine
 
 
 class TestGatherByIndexInOneProcess:

@@ -259,10 +259,9 @@ def _world(group: Any) -> tuple[int, int]:
 
 def _sharding(sampler: InterleavedSampler) -> tuple[_Shard, ...]:
     """The samplers that shard (have int ``num_replicas`` and ``rank``), main first."""
-    names = ["train", *(c.name or f"callback{i}" for i, c in enumerate(sampler.extra_samplers))]
     samplers = [sampler.main_sampler, *(c.sampler for c in sampler.extra_samplers)]
     shards = []
-    for name, each in zip(names, samplers, strict=True):
+    for name, each in zip(sampler.source_names, samplers, strict=True):
         replicas, rank = getattr(each, "num_replicas", None), getattr(each, "rank", None)
         if isinstance(replicas, int) and isinstance(rank, int):
             shards.append(_Shard(f"{name} sampler ({type(each).__name__})", replicas, rank))

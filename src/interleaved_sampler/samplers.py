@@ -73,6 +73,8 @@ class SeededRandomSampler(Sampler[int]):
     def __iter__(self) -> Iterator[int]:
         generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
         order = torch.randperm(len(self.data_source), generator=generator).tolist()
+        if self.num_replicas == 1:  # unsharded: no copy
+            return iter(order)
         total = len(self) * self.num_replicas
         while len(order) < total:  # pad by repeating the start, as DistributedSampler does
             order += order[: total - len(order)]

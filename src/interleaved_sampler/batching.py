@@ -121,3 +121,29 @@ class InterleavedBatchSampler(Sampler[list[int]]):
                 raise source.too_few(start + len(batch), "in one pass")
             yield batch
         source.check_exhausted(indices, "in one pass")
+
+
+class TaggedBatchSampler(Sampler[list[int]]):
+    """The batches of an :class:`InterleavedBatchSampler`, each with its ``tag`` set.
+
+    The tag (a :class:`~interleaved_sampler.schedule.BatchTag`, from the pure schedule)
+    travels with the indices to the worker, and the collator turns it into an
+    :class:`~interleaved_sampler.data.InterleavedBatch`.
+
+    Args:
+        batch_sampler: the run's batch sampler.
+        names: the name of each source: ``"train"`` first, then one per callback.
+    """
+
+    def __init__(self, batch_sampler: InterleavedBatchSampler, names: Sequence[str]) -> None:
+        self.batch_sampler = batch_sampler
+        self.names = list(names)
+
+    def __len__(self) -> int:
+        return len(self.batch_sampler)
+
+    def __iter__(self) -> Iterator[IndexBatch]:
+        tags = self.batch_sampler.schedule.tags(self.names)
+        for batch, tag in zip(self.batch_sampler, tags, strict=True):
+            batch.tag = tag
+            yield batch

@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from interleaved_sampler import bench, demo
+from interleaved_sampler import bench, demo, plan
 
-COMMANDS = (demo, bench)
+COMMANDS = (demo, plan, bench)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

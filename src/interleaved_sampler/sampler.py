@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 
 from torch.utils.data import DataLoader
 
-from interleaved_sampler.batching import InterleavedBatchSampler, Source
+from interleaved_sampler.batching import InterleavedBatchSampler, Source, TaggedBatchSampler
 from interleaved_sampler.config import InterleavedSamplerConfig, SamplerIntervalConfig
 from interleaved_sampler.data import InterleavedCollator, InterleavedDataset
 from interleaved_sampler.protocols import SizedIterable
@@ -16,7 +16,6 @@ from interleaved_sampler.schedule import (
     CallbackPlan,
     EpochStructure,
     Schedule,
-    due_rule,
     start_progress,
 )
 
@@ -74,6 +73,7 @@ class InterleavedSampler:
         self.main_sampler = train_sampler
         self.extra_samplers = callbacks
         names = ["train", *(c.name or f"callback{i}" for i, c in enumerate(callbacks))]
+        self.source_names = names
         self.dataset = InterleavedDataset(
             [dataset_of(train_sampler, "main")]
             + [dataset_of(c.sampler, name) for c, name in zip(callbacks, names[1:], strict=True)]
@@ -83,7 +83,7 @@ class InterleavedSampler:
         structure = EpochStructure.create(len(train_sampler), config.batch_size, config.drop_last)
         self.batch_size = structure.batch_size
         plans = [
-            CallbackPlan(due_rule(c), _callback_len(c, name), c.batch_size or self.batch_size)
+            CallbackPlan.create(c, _callback_len(c, name), self.batch_size)
             for c, name in zip(callbacks, names[1:], strict=True)
         ]
         self.schedule = Schedule.create(config, len(train_sampler), plans)
@@ -113,13 +113,21 @@ class InterleavedSampler:
                 yield SamplerOutput(position == last, index)
 
     def get_data_loader(
-        self, num_workers: int = 0, pin_memory: bool = False, **dataloader_kwargs: Any
+        self,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        *,
+        tagged: bool = False,
+        **dataloader_kwargs: Any,
     ) -> DataLoader[Any]:
         """The one ``DataLoader`` of the run, over :attr:`dataset` with :attr:`batch_sampler`.
 
         Args:
             num_workers: number of worker processes (0: load in the main process).
             pin_memory: copy batches into pinned memory.
+            tagged: yield :class:`~interleaved_sampler.data.InterleavedBatch` objects (the
+                collated batch as ``.data``, with its source, the training progress and its
+                position in its pass) instead of bare collated batches.
             **dataloader_kwargs: any other ``DataLoader`` argument (``prefetch_factor``,
                 ``persistent_workers``, ``multiprocessing_context``, ...), except those
                 the sampler sets itself (batching, sampling, ``collate_fn``).
@@ -131,9 +139,12 @@ class InterleavedSampler:
                 "itself; configure batching in InterleavedSamplerConfig and "
                 "SamplerIntervalConfig (pipeline= for collate functions)"
             )
+        batch_sampler: InterleavedBatchSampler | TaggedBatchSampler = self.batch_sampler
+        if tagged:
+            batch_sampler = TaggedBatchSampler(self.batch_sampler, self.source_names)
         return DataLoader(
             self.dataset,
-            batch_sampler=self.batch_sampler,
+            batch_sampler=batch_sampler,
             collate_fn=self.collator,  # type: ignore[arg-type]  # gets SourceSamples, not a list
             num_workers=num_workers,
             pin_memory=pin_memory,

@@ -15,18 +15,25 @@ import pytest
 import torch
 from torch.utils.data import Dataset, SequentialSampler
 
-from interleaved_sampler import InterleavedSampler, InterleavedSamplerConfig, SamplerIntervalConfig
+from interleaved_sampler import (
+    InterleavedSampler,
+    InterleavedSamplerConfig,
+    SamplerIntervalConfig,
+    TrainingProgress,
+)
 from interleaved_sampler.bench import (
     VARIANTS,
     Datasets,
     SampleMismatchError,
     Scenario,
     check_same_samples,
+    check_tag,
     run_benchmark,
     run_once,
     tree_memory,
 )
 from interleaved_sampler.cli import main
+from interleaved_sampler.data import InterleavedBatch
 
 # 20 training samples in batches of 4: 5 updates per epoch; 12 updates: 3 epochs started;
 # evaluation after updates 5 and 10 over datasets of 6 and 3 samples in batches of 4.
@@ -103,6 +110,16 @@ def test_a_difference_in_the_samples_fails_loudly() -> None:
         check_same_samples({"interleaved": same, "persistent": ((0, (3, 1, 2)), (1, (1, 0)))})
     with pytest.raises(SampleMismatchError, match="1 and 2 phases, first difference in phase 1"):
         check_same_samples({"interleaved": same, "per-dataset": same[:1]})
+
+
+def test_a_tag_that_disagrees_with_its_samples_fails_loudly() -> None:
+    data = (torch.tensor([[1, 4], [1, 5]]), torch.zeros(2, 3))
+    progress = TrainingProgress(0, 10, 320)
+    check_tag(InterleavedBatch(data, "callback0", 1, progress, 2, 3, False, [4, 5]))
+    for source_index, indices in ((0, [4, 5]), (1, [5, 4])):
+        wrong = InterleavedBatch(data, "x", source_index, progress, 2, 3, False, indices)
+        with pytest.raises(SampleMismatchError, match="disagrees with its samples"):
+            check_tag(wrong)
 
 
 def test_tree_memory_includes_child_processes() -> None:

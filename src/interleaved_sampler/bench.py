@@ -3,7 +3,7 @@
 A training run with periodic evaluation over synthetic, worker-bound datasets, run three ways
 in one process, alternating and repeated:
 
-- ``interleaved``: this library: one DataLoader, one worker pool for the whole run;
+- ``interleaved``: this library: one (tagged) DataLoader, one worker pool for the whole run;
 - ``per-dataset``: one DataLoader per dataset without persistent workers: a fresh pool for
   every training epoch and for every evaluation pass;
 - ``persistent``: one DataLoader per dataset with ``persistent_workers=True``: one pool per
@@ -47,6 +47,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, SequentialSampler
 
 from interleaved_sampler.config import InterleavedSamplerConfig, SamplerIntervalConfig
+from interleaved_sampler.data import InterleavedBatch
 from interleaved_sampler.sampler import InterleavedSampler
 from interleaved_sampler.samplers import SeededRandomSampler
 
@@ -475,8 +476,23 @@ def run_interleaved(
             for dataset in data.evals
         ],
     )
-    for batch in rec.fetch(sampler.get_data_loader(**common)):
-        rec.consume(batch, scenario.step_ms / 1000)
+    for batch in rec.fetch(sampler.get_data_loader(tagged=True, **common)):
+        check_tag(batch)
+        rec.consume(batch.data, scenario.step_ms / 1000)
+
+
+def check_tag(batch: InterleavedBatch) -> None:
+    """Raise :class:`SampleMismatchError` unless ``batch``'s tag names the samples it holds.
+
+    Args:
+        batch: a tagged batch of :class:`SyntheticDataset` samples.
+    """
+    ids = batch.data[0]
+    if batch.source_index != int(ids[0, 0]) or batch.indices != ids[:, 1].tolist():
+        raise SampleMismatchError(
+            f"the tag of a batch (source {batch.source_index}, indices {batch.indices}) "
+            f"disagrees with its samples {ids.tolist()}"
+        )
 
 
 def run_per_dataset(

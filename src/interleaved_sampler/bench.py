@@ -18,9 +18,8 @@ decoding in C, the operations release the GIL: a pure-Python loop holding it wou
 worker thread that hands each batch tensor's file descriptor to the main process (up to the
 5 ms switch interval per tensor), and every variant would be bound by that instead of by the
 loading work. ``load="sleep"`` models I/O-bound loading, which more processes than cores can
-overlap. The model step is simulated by sleeping
-``step_ms`` per batch in the main process: a stand-in for a GPU step, which leaves the CPU
-cores to the workers.
+overlap. The model step is simulated by sleeping ``step_ms`` per batch in the main process: a
+stand-in for a GPU step, which leaves the CPU cores to the workers.
 
 Memory is the peak of the summed PSS (proportional set size) of the main process and all its
 descendants, sampled by a thread: PSS splits each shared page among the processes that map
@@ -77,7 +76,8 @@ class Scenario:
         updates: training updates of the run.
         eval_every: a pass over every evaluation dataset after every ``eval_every`` updates.
         load_ms: cost of loading one sample, in milliseconds.
-        load: ``"cpu"`` (busy loop on the thread's CPU clock) or ``"sleep"``.
+        load: ``"cpu"`` (``load_ms`` of the thread's CPU time, see :func:`burn_cpu`) or
+            ``"sleep"``.
         sample_kib: size of a sample's float32 payload, in KiB.
         step_ms: simulated model step per batch in the main process (a sleep), in ms.
         workers: worker processes per DataLoader.
@@ -161,7 +161,17 @@ class RunResult:
 
 @dataclass(frozen=True)
 class Summary:
-    """The medians (and the spread of the wall time) of one variant's runs."""
+    """The medians (and the spread of the wall time) of one variant's runs.
+
+    Args:
+        variant: one of :data:`VARIANTS`.
+        runs: how many runs it summarises.
+        wall_s: the median wall time.
+        wall_min_s: the shortest wall time.
+        wall_max_s: the longest wall time.
+        wait_s, startups, peak_pss, peak_uss, cpu_s, other_cores: medians of the
+            :class:`RunResult` fields of the same names (``startups``: the largest).
+    """
 
     variant: str
     runs: int
@@ -689,7 +699,8 @@ def plot(report: BenchReport, path: Path) -> None:
         report.scenario.worker_bound_s, color="black", linestyle="--", label="worker-bound limit"
     )
     wall.set_ylabel("wall time (s)")
-    wall.legend()
+    wall.set_ylim(top=1.3 * max(s.wall_max_s for s in summaries))  # room for the legend
+    wall.legend(loc="upper left")
     memory.bar(
         VARIANTS,
         [s.peak_pss / MIB for s in summaries],

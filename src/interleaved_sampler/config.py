@@ -66,6 +66,18 @@ class SamplerIntervalConfig:
             raise ValueError(f"must be a positive integer (>= 1) or None, got {v}")
         return v
 
+    @field_validator("sampler", mode="before")
+    @classmethod
+    def check_sampler(cls, v: object) -> object:
+        """The sampler must be a sized iterable; the error names the field even when the
+        sampler is passed positionally."""
+        if not isinstance(v, SizedIterable):
+            raise ValueError(
+                f"sampler must be a sampler (with __iter__ and __len__), got {v!r} "
+                f"({type(v).__name__}); e.g. SequentialSampler(dataset)"
+            )
+        return v
+
     @model_validator(mode="after")
     def validate_frequency(self) -> SamplerIntervalConfig:
         """Exactly one ``every_n_*``; ``batch_size`` is required with ``every_n_samples``."""

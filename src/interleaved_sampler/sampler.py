@@ -166,10 +166,10 @@ class InterleavedSampler:
         mid_epoch = not schedule.evaluation and schedule.start.update % per_epoch != 0
         if mid_epoch and schedule.train_batches and not repeats_epoch_order(self.main_sampler):
             raise ValueError(
-                f"cannot start inside an epoch (update {schedule.start.update}, "
-                f"{per_epoch} updates per epoch) with main sampler "
-                f"{type(self.main_sampler).__name__}: its order cannot be repeated, so the "
-                "skipped indices would not be the ones already trained on. Use "
+                "a start inside an epoch needs a train sampler that repeats its epoch order "
+                "(else the skipped indices are not the ones already trained on), got "
+                f"{type(self.main_sampler).__name__} and a start at update "
+                f"{schedule.start.update} ({per_epoch} updates per epoch); use "
                 "SeededRandomSampler, SequentialSampler or DistributedSampler, or start at "
                 f"an epoch boundary (start_epoch={schedule.start.epoch})"
             )

@@ -17,7 +17,9 @@ from torch.utils.data import Dataset, Sampler, get_worker_info
 
 class LyingSampler(Sampler[int]):
     """Yields ``i % len(data_source)`` for ``i < actual`` (forever if ``actual`` is None),
-    but reports ``len() == reported``."""
+    but reports ``len() == reported``. Its order is the same every epoch."""
+
+    repeats_epoch_order = True
 
     def __init__(self, data_source: Sized, reported: int, actual: int | None) -> None:
         self.data_source = data_source
@@ -115,6 +117,12 @@ class LockedDataset(PidDataset):
     def __init__(self, length: int) -> None:
         super().__init__(length)
         self.lock = threading.Lock()
+
+
+def as_list(batch: list[Any]) -> list[Any]:
+    """A collate function that keeps the samples as they are (no tensors: nothing is shared
+    through file descriptors, which a killed worker would take with it)."""
+    return batch
 
 
 def failing_collate(batch: list[Any]) -> Any:

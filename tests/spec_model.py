@@ -39,9 +39,19 @@ class ModelConfig:
     callbacks: list[ModelCallback] = field(default_factory=list)
 
 
-def model_batches(main: Any, config: ModelConfig) -> list[tuple[int, list[int]]]:
-    """The run as a list of ``(source_index, global indices)``: 0 = train, i+1 = callback i."""
+# What the SPEC says a tagged batch carries: (epoch, update, sample) when it is handed out,
+# its position in its pass (training: in its epoch) and the number of batches of that pass.
+ModelTag = tuple[tuple[int, int, int], int, int]
+
+
+def model_batches(
+    main: Any, config: ModelConfig, tags: list[ModelTag] | None = None
+) -> list[tuple[int, list[int]]]:
+    """The run as a list of ``(source_index, global indices)``: 0 = train, i+1 = callback i.
+
+    With ``tags`` given, the tag of each batch is appended to it."""
     out: list[tuple[int, list[int]]] = []
+    tags = [] if tags is None else tags
     length = len(main)
     batch_size = config.batch_size
     if config.drop_last and 0 < length < batch_size:
@@ -56,17 +66,19 @@ def model_batches(main: Any, config: ModelConfig) -> list[tuple[int, list[int]]]
         if len(callback.sampler) == 0:
             raise SpecError("empty callback")
 
-    def run_pass(i: int) -> None:
+    def run_pass(i: int, progress: tuple[int, int, int]) -> None:
         callback = config.callbacks[i]
         indices = list(callback.sampler)
         size = callback.batch_size or batch_size
-        for start in range(0, len(indices), size):
+        starts = range(0, len(indices), size)
+        for position, start in enumerate(starts):
             out.append((i + 1, [callback.offset + j for j in indices[start : start + size]]))
+            tags.append((progress, position, len(starts)))
 
     limits = [config.max_epochs, config.max_updates, config.max_samples]
     if config.evaluation or 0 in limits:
         for i in range(len(config.callbacks)):
-            run_pass(i)
+            run_pass(i, (0, 0, 0))
         return out
     if length == 0:
         raise SpecError("empty main sampler")
@@ -116,6 +128,7 @@ def model_batches(main: Any, config: ModelConfig) -> list[tuple[int, list[int]]]
         skip = update - epoch * updates_per_epoch
         for position in range(skip, len(batches)):
             batch = batches[position]
+            tags.append(((epoch, update, sample), position, len(batches)))
             sample_before = sample
             sample += len(batch)
             update += 1
@@ -132,6 +145,6 @@ def model_batches(main: Any, config: ModelConfig) -> list[tuple[int, list[int]]]
                     assert n is not None
                     due = sample_before // n < sample // n
                 if due:
-                    run_pass(i)
+                    run_pass(i, (epoch, update, sample))
             if stopped():
                 return out

@@ -1,12 +1,14 @@
 """One DataLoader and one worker pool for training and every periodic evaluation."""
 
 from interleaved_sampler.config import InterleavedSamplerConfig, SamplerIntervalConfig
+from interleaved_sampler.data import InterleavedBatch
 from interleaved_sampler.protocols import SizedIterable
 from interleaved_sampler.sampler import InterleavedSampler, SamplerOutput
 from interleaved_sampler.samplers import SeededRandomSampler
 from interleaved_sampler.schedule import TrainingProgress
 
 __all__ = [
+    "InterleavedBatch",
     "InterleavedSampler",
     "InterleavedSamplerConfig",
     "SamplerIntervalConfig",

@@ -69,16 +69,17 @@ class InterleavedBatchSampler(Sampler[list[int]]):
                 yield from self._callback_pass(callback)
             return
         structure = schedule.structure
-        per_epoch = structure.updates_per_epoch
+        per_epoch, last_size = structure.updates_per_epoch, structure.last_batch_size
         update, end = schedule.start.update, schedule.end_update
         while update < end:
             epoch = update // per_epoch
             taken = (update - epoch * per_epoch) * structure.batch_size
             indices = self._main_epoch(epoch, skip=taken)
-            epoch_end = min(end, (epoch + 1) * per_epoch)
+            last_of_epoch = (epoch + 1) * per_epoch - 1
+            epoch_end = min(end, last_of_epoch + 1)
             while update < epoch_end:
-                size = structure.batch_size_after(update)
-                batch = IndexBatch(islice(indices, size), 0)
+                size = structure.batch_size if update != last_of_epoch else last_size
+                batch = IndexBatch(islice(indices, size))
                 taken += len(batch)
                 if len(batch) != size:
                     raise self.main.too_few(taken, f"in epoch {epoch}")
@@ -114,8 +115,35 @@ class InterleavedBatchSampler(Sampler[list[int]]):
         add_offset = source.offset.__add__
         for start in range(0, source.length, batch_size):
             size = min(batch_size, source.length - start)
-            batch = IndexBatch(map(add_offset, islice(indices, size)), callback + 1)
+            batch = IndexBatch(map(add_offset, islice(indices, size)))
+            batch.source_index = callback + 1
             if len(batch) != size:
                 raise source.too_few(start + len(batch), "in one pass")
             yield batch
         source.check_exhausted(indices, "in one pass")
+
+
+class TaggedBatchSampler(Sampler[list[int]]):
+    """The batches of an :class:`InterleavedBatchSampler`, each with its ``tag`` set.
+
+    The tag (a :class:`~interleaved_sampler.schedule.BatchTag`, from the pure schedule)
+    travels with the indices to the worker, and the collator turns it into an
+    :class:`~interleaved_sampler.data.InterleavedBatch`.
+
+    Args:
+        batch_sampler: the run's batch sampler.
+        names: the name of each source: ``"train"`` first, then one per callback.
+    """
+
+    def __init__(self, batch_sampler: InterleavedBatchSampler, names: Sequence[str]) -> None:
+        self.batch_sampler = batch_sampler
+        self.names = list(names)
+
+    def __len__(self) -> int:
+        return len(self.batch_sampler)
+
+    def __iter__(self) -> Iterator[IndexBatch]:
+        tags = self.batch_sampler.schedule.tags(self.names)
+        for batch, tag in zip(self.batch_sampler, tags, strict=True):
+            batch.tag = tag
+            yield batch

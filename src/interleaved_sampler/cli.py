@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from interleaved_sampler import demo
+from interleaved_sampler import demo, plan
 
-COMMANDS = (demo,)
+COMMANDS = (demo, plan)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

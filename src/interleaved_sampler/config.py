@@ -165,7 +165,7 @@ class InterleavedSamplerConfig(BaseModel):
             raise ValueError(
                 f"start_sample={self.start_sample} must be a multiple of "
                 f"batch_size={self.batch_size}; nearest valid values: {below} or "
-                f"{below + self.batch_size}"
+                f"{below + self.batch_size} (start_update resumes at any update)"
             )
         return self
 

@@ -11,30 +11,26 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from torch.utils.data import Dataset
 from torch.utils.data._utils.collate import default_collate
+from torch.utils.data._utils.pin_memory import pin_memory
 
 from interleaved_sampler.checks import add_source_note, name_of
+from interleaved_sampler.schedule import BatchTag, TrainingProgress
 
 CollateFn = Callable[[list[Any]], Any]
 
 
 class IndexBatch(list[int]):
-    """Global indices of one batch, all from the source ``source_index``.
+    """Global indices of one batch, all from the source ``source_index``: 0 for the main
+    (training) dataset (the class default, so training batches cost no more than a list),
+    ``i + 1`` for callback ``i``."""
 
-    Args:
-        indices: the global indices.
-        source_index: 0 for the main (training) dataset, ``i + 1`` for callback ``i``.
-    """
-
-    source_index: int
-
-    def __init__(self, indices: Any = (), source_index: int = 0) -> None:
-        super().__init__(indices)
-        self.source_index = source_index
+    source_index: int = 0
+    tag: BatchTag | None = None  # set by the tagged batch sampler only
 
 
 @dataclass(frozen=True)
@@ -44,6 +40,8 @@ class SourceSamples:
 
     samples: Any
     source_index: int
+    tag: BatchTag | None = None
+    indices: list[int] | None = None  # dataset-local indices, for tagged batches only
 
 
 def source_names(num_callbacks: int) -> list[str]:
@@ -98,7 +96,10 @@ class InterleavedDataset(Dataset[Any]):
         except Exception as error:
             add_source_note(error, f"while loading a batch of {self.names[source]}: {_head(local)}")
             raise
-        return SourceSamples(samples, source)
+        tag = getattr(indices, "tag", None)
+        if tag is None:
+            return SourceSamples(samples, source)
+        return SourceSamples(samples, source, tag, local)
 
 
 class InterleavedCollator:
@@ -124,7 +125,7 @@ class InterleavedCollator:
             )
         collate_fn = self.collate_fns[batch.source_index]
         try:
-            return collate_fn(batch.samples)
+            data = collate_fn(batch.samples)
         except Exception as error:
             add_source_note(
                 error,
@@ -132,6 +133,76 @@ class InterleavedCollator:
                 f"{name_of(collate_fn)}",
             )
             raise
+        if batch.tag is None:
+            return data
+        assert batch.indices is not None  # set together with the tag
+        return InterleavedBatch.create(data, batch.tag, batch.indices)
+
+
+@dataclass(frozen=True, eq=False)
+class InterleavedBatch:
+    """A collated batch with where it comes from and where the run stands: what a loader made
+    with ``get_data_loader(tagged=True)`` yields.
+
+    Args:
+        data: the collated batch, as the source's collate function returns it.
+        source: ``"train"`` or the callback's name (default ``"callback{i}"``).
+        source_index: 0 for training batches, ``i + 1`` for callback ``i``.
+        progress: the training work completed when the batch is handed out: for a training
+            batch the work before it, for a callback pass the work at the update that
+            triggered it (``TrainingProgress(0, 0, 0)`` in evaluation mode).
+        batch_in_pass: position of the batch in its pass, from 0 (training batches: position
+            in the epoch).
+        batches_in_pass: number of batches of the pass (training batches: updates per epoch).
+        is_last_in_pass: whether this batch ends its pass (training batches: its epoch).
+        indices: the dataset-local indices of the batch's samples.
+
+    A run resumes exactly after training batch ``b`` (and the passes that follow it) with
+    ``InterleavedSamplerConfig(..., start_update=b.progress.update + 1)``.
+
+    Example:
+        >>> from torch.utils.data import SequentialSampler
+        >>> from interleaved_sampler import (
+        ...     InterleavedSampler, InterleavedSamplerConfig, SamplerIntervalConfig)
+        >>> sampler = InterleavedSampler(
+        ...     SequentialSampler(range(10, 20)),
+        ...     InterleavedSamplerConfig(batch_size=5, max_updates=2),
+        ...     callback_samplers=[SamplerIntervalConfig(
+        ...         SequentialSampler(range(100, 103)), every_n_updates=2, name="val")],
+        ... )
+        >>> for b in sampler.get_data_loader(tagged=True):
+        ...     print(b.source, b.progress.update, b.batch_in_pass, b.indices, b.data.tolist())
+        train 0 0 [0, 1, 2, 3, 4] [10, 11, 12, 13, 14]
+        train 1 1 [5, 6, 7, 8, 9] [15, 16, 17, 18, 19]
+        val 2 0 [0, 1, 2] [100, 101, 102]
+    """
+
+    data: Any
+    source: str
+    source_index: int
+    progress: TrainingProgress
+    batch_in_pass: int
+    batches_in_pass: int
+    is_last_in_pass: bool
+    indices: list[int]
+
+    @classmethod
+    def create(cls, data: Any, tag: BatchTag, indices: list[int]) -> InterleavedBatch:
+        """The batch of collated ``data`` whose samples are ``indices``, tagged with ``tag``."""
+        return cls(
+            data,
+            tag.source,
+            tag.source_index,
+            tag.progress,
+            tag.batch_in_pass,
+            tag.batches_in_pass,
+            tag.is_last_in_pass,
+            indices,
+        )
+
+    def pin_memory(self) -> InterleavedBatch:
+        """A copy whose ``data`` is in pinned memory (the DataLoader's pin thread calls this)."""
+        return replace(self, data=pin_memory(self.data))  # type: ignore[no-untyped-call]
 
 
 def _head(indices: list[int], shown: int = 8) -> str:

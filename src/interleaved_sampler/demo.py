@@ -1,24 +1,56 @@
-"""``demo``: train a small model with two periodic evaluations through one DataLoader."""
+"""``demo``: train a small model with two periodic evaluations through one tagged DataLoader.
+
+The run trains a linear model on a built-in synthetic regression set and evaluates a
+validation set every ``--eval-every`` updates and a test set after every epoch. It shows a
+progress bar with the true total, prints a metrics table per evaluation and writes a
+checkpoint (model, optimizer, progress, latest metrics) when it ends or stops early
+(``--stop-after-updates``); ``--resume`` continues from it to exactly the final metrics of
+an uninterrupted run.
+"""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch.utils.data import SequentialSampler, TensorDataset
 
 from interleaved_sampler.config import InterleavedSamplerConfig, SamplerIntervalConfig
+from interleaved_sampler.data import InterleavedBatch
 from interleaved_sampler.sampler import InterleavedSampler
 from interleaved_sampler.samplers import SeededRandomSampler
+from interleaved_sampler.schedule import TrainingProgress
+
+Metrics = dict[str, dict[str, float]]
+# what a resumed run must share with the run that wrote the checkpoint
+RUN_SETTINGS = ("seed", "batch_size")
 
 
 def add_parser(subparsers: Any) -> None:
-    parser = subparsers.add_parser("demo", help="train a small model with periodic evaluation")
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0)
+    parser = subparsers.add_parser(
+        "demo",
+        help="train a small model with two periodic evaluations",
+        description=__doc__,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--epochs", type=int, default=3, help="epochs to train")
+    parser.add_argument("--batch-size", type=int, default=32, help="training batch size")
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
+    parser.add_argument("--seed", type=int, default=0, help="model init and sample order")
+    parser.add_argument("--eval-every", type=int, default=50, help="validation interval (updates)")
+    parser.add_argument(
+        "--checkpoint", type=Path, default=Path("runs/demo/checkpoint.pt"), help="checkpoint file"
+    )
+    parser.add_argument("--resume", action="store_true", help="continue from --checkpoint")
+    parser.add_argument(
+        "--stop-after-updates",
+        type=int,
+        default=None,
+        metavar="N",
+        help="stop (and write the checkpoint) once N updates are done",
+    )
     parser.set_defaults(func=run)
 
 
@@ -31,49 +63,146 @@ def synthetic_regression(size: int, seed: int) -> TensorDataset:
     return TensorDataset(x, y)
 
 
-def run(args: argparse.Namespace) -> int:
-    torch.manual_seed(args.seed)
+def build_sampler(args: argparse.Namespace, start_update: int) -> InterleavedSampler:
+    """Training on 2048 samples, validation (256) every ``--eval-every`` updates, test (512)
+    after every epoch."""
     train = synthetic_regression(2048, seed=1)
     validation, test = synthetic_regression(256, seed=2), synthetic_regression(512, seed=3)
-    sampler = InterleavedSampler(
+    return InterleavedSampler(
         SeededRandomSampler(train, seed=args.seed),
-        InterleavedSamplerConfig(batch_size=args.batch_size, max_epochs=args.epochs),
+        InterleavedSamplerConfig(
+            batch_size=args.batch_size, max_epochs=args.epochs, start_update=start_update
+        ),
         callback_samplers=[
-            SamplerIntervalConfig(SequentialSampler(validation), every_n_updates=50),
-            SamplerIntervalConfig(SequentialSampler(test), every_n_epochs=1, batch_size=128),
+            SamplerIntervalConfig(
+                SequentialSampler(validation), every_n_updates=args.eval_every, name="validation"
+            ),
+            SamplerIntervalConfig(
+                SequentialSampler(test), every_n_epochs=1, batch_size=128, name="test"
+            ),
         ],
     )
-    schedule = sampler.schedule
+
+
+def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, data: Any) -> float:
+    x, y = data
+    loss = torch.nn.functional.mse_loss(model(x).squeeze(1), y)
+    optimizer.zero_grad()
+    loss.backward()  # type: ignore[no-untyped-call]
+    optimizer.step()
+    return loss.item()
+
+
+def errors_of(model: torch.nn.Module, data: Any) -> torch.Tensor:
+    x, y = data
+    with torch.no_grad():
+        prediction: torch.Tensor = model(x).squeeze(1)
+        error: torch.Tensor = prediction - y
+        return error
+
+
+def pass_metrics(errors: list[torch.Tensor]) -> dict[str, float]:
+    error = torch.cat(errors)
+    return {"mse": float((error**2).mean()), "mae": float(error.abs().mean())}
+
+
+def table(title: str, rows: dict[str, dict[str, float]]) -> str:
+    """A small text table: one row per entry of ``rows``, one column per metric."""
+    columns = sorted({column for row in rows.values() for column in row})
+    width = max(len(name) for name in rows)
+    lines = [title, "  " + " ".join([" " * width, *(f"{c:>10}" for c in columns)])]
+    for name, row in rows.items():
+        lines.append("  " + " ".join([f"{name:<{width}}", *(f"{row[c]:10.6f}" for c in columns)]))
+    return "\n".join(lines)
+
+
+def save_checkpoint(
+    path: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    progress: TrainingProgress,
+    metrics: Metrics,
+    args: argparse.Namespace,
+) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "progress": vars(progress),
+            "metrics": metrics,
+            "settings": {name: getattr(args, name) for name in RUN_SETTINGS},
+        },
+        path,
+    )
+
+
+def load_checkpoint(
+    path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, args: argparse.Namespace
+) -> tuple[int, Metrics]:
+    """Restore model and optimizer; return the updates done and the latest metrics."""
+    if not path.is_file():
+        raise SystemExit(f"--resume: no checkpoint at {path}; run without --resume first")
+    state = torch.load(path, weights_only=True)
+    for name, value in state["settings"].items():
+        if getattr(args, name) != value:
+            option = "--" + name.replace("_", "-")
+            raise SystemExit(f"--resume: the checkpoint was written with {option} {value}")
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    return int(state["progress"]["update"]), state["metrics"]
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        from tqdm import tqdm
+    except ImportError as error:  # pragma: no cover - tqdm is in the cli extra
+        raise SystemExit("the demo needs tqdm: pip install 'interleaved-sampler[cli]'") from error
+    torch.manual_seed(args.seed)
     model = torch.nn.Linear(8, 1)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
-    loader = sampler.get_data_loader(num_workers=args.workers)
-    print(f"{len(loader)} batches: {schedule.train_batches} training, the rest evaluation")
-    update = 0
-    pending = list(schedule.firings())
-    errors: list[float] = []
-    for x, y in loader:
-        if not errors and update < schedule.end_update and _next_is_training(pending, update):
-            loss = torch.nn.functional.mse_loss(model(x).squeeze(1), y)
-            optimizer.zero_grad()
-            loss.backward()  # type: ignore[no-untyped-call]
-            optimizer.step()
-            update += 1
-            continue
-        with torch.no_grad():
-            errors.extend(((model(x).squeeze(1) - y) ** 2).tolist())
-        firing = pending[0]
-        passes = schedule.callbacks[firing.callback]
-        if len(errors) == passes.pass_len:
-            name = ("validation", "test")[firing.callback]
-            mse = sum(errors) / len(errors)
-            print(
-                f"update {update:4d}  epoch {update / schedule.structure.updates_per_epoch:5.2f}"
-                f"  {name:<10} mse {mse:.4f}"
-            )
-            pending.pop(0)
-            errors = []
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.02, momentum=0.9)
+    start, metrics = 0, Metrics()
+    if args.resume:
+        start, metrics = load_checkpoint(args.checkpoint, model, optimizer, args)
+    sampler = build_sampler(args, start)
+    schedule = sampler.schedule
+    loader = sampler.get_data_loader(num_workers=args.workers, tagged=True)
+    print(
+        f"{len(loader)} batches from update {schedule.start.update}: "
+        f"{schedule.train_batches} training, {len(loader) - schedule.train_batches} evaluation"
+    )
+    done = schedule.start.update
+    errors: list[torch.Tensor] = []
+    batch: InterleavedBatch
+    with tqdm(loader, total=len(loader), unit="batch") as bar:
+        for batch in bar:
+            if batch.source == "train":
+                if args.stop_after_updates is not None and done >= args.stop_after_updates:
+                    break
+                bar.set_postfix(
+                    loss=f"{train_step(model, optimizer, batch.data):.4f}", refresh=False
+                )
+                done = batch.progress.update + 1
+                continue
+            errors.append(errors_of(model, batch.data))
+            if batch.is_last_in_pass:
+                metrics[batch.source] = pass_metrics(errors)
+                p = batch.progress
+                title = (
+                    f"{batch.source} after epoch {p.epoch}, update {p.update}, sample {p.sample}"
+                )
+                bar.write(table(title, {batch.source: metrics[batch.source]}))
+                errors = []
+    progress = schedule.structure.progress_at(done)
+    save_checkpoint(args.checkpoint, model, optimizer, progress, metrics, args)
+    print(f"checkpoint: {args.checkpoint} (epoch {progress.epoch}, update {progress.update})")
+    print("final metrics (exact): " + final_line(metrics))
     return 0
 
 
-def _next_is_training(pending: list[Any], update: int) -> bool:
-    return not pending or pending[0].progress.update > update
+def final_line(metrics: Metrics) -> str:
+    """The latest metrics of every evaluation, in full precision (``repr``)."""
+    return "; ".join(
+        f"{source} " + " ".join(f"{name}={value!r}" for name, value in sorted(values.items()))
+        for source, values in sorted(metrics.items())
+    )

@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 
 from torch.utils.data import DataLoader
 
-from interleaved_sampler.batching import InterleavedBatchSampler, Source
+from interleaved_sampler.batching import InterleavedBatchSampler, Source, TaggedBatchSampler
 from interleaved_sampler.checks import (
     check_picklable,
     check_type,
@@ -23,7 +23,6 @@ from interleaved_sampler.schedule import (
     CallbackPlan,
     EpochStructure,
     Schedule,
-    due_rule,
     start_progress,
 )
 
@@ -77,6 +76,7 @@ class InterleavedSampler:
         self.main_sampler = train_sampler
         self.extra_samplers = callbacks
         names = ["train", *(c.name or f"callback{i}" for i, c in enumerate(callbacks))]
+        self.source_names = names
         samplers = [train_sampler, *(c.sampler for c in callbacks)]
         self.dataset = InterleavedDataset(
             [dataset_of(sampler, name) for sampler, name in zip(samplers, names, strict=True)],
@@ -92,9 +92,7 @@ class InterleavedSampler:
         structure = EpochStructure.create(lengths[0], config.batch_size, config.drop_last)
         self.batch_size = structure.batch_size
         plans = [
-            CallbackPlan(
-                due_rule(c), _callback_len(c, name, length), c.batch_size or self.batch_size
-            )
+            CallbackPlan.create(c, _callback_len(c, name, length), self.batch_size)
             for c, name, length in zip(callbacks, names[1:], lengths[1:], strict=True)
         ]
         self.schedule = Schedule.create(config, lengths[0], plans)
@@ -122,13 +120,21 @@ class InterleavedSampler:
                 yield SamplerOutput(position == last, index)
 
     def get_data_loader(
-        self, num_workers: int = 0, pin_memory: bool = False, **dataloader_kwargs: Any
+        self,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        *,
+        tagged: bool = False,
+        **dataloader_kwargs: Any,
     ) -> DataLoader[Any]:
         """The one ``DataLoader`` of the run, over :attr:`dataset` with :attr:`batch_sampler`.
 
         Args:
             num_workers: number of worker processes (0: load in the main process).
             pin_memory: copy batches into pinned memory.
+            tagged: yield :class:`~interleaved_sampler.data.InterleavedBatch` objects (the
+                collated batch as ``.data``, with its source, the training progress and its
+                position in its pass) instead of bare collated batches.
             **dataloader_kwargs: any other ``DataLoader`` argument (``prefetch_factor``,
                 ``persistent_workers``, ``multiprocessing_context``, ...), except those
                 the sampler sets itself (batching, sampling, ``collate_fn``).
@@ -140,9 +146,12 @@ class InterleavedSampler:
                 "itself; configure batching in InterleavedSamplerConfig and "
                 "SamplerIntervalConfig (pipeline= for collate functions)"
             )
+        batch_sampler: InterleavedBatchSampler | TaggedBatchSampler = self.batch_sampler
+        if tagged:
+            batch_sampler = TaggedBatchSampler(self.batch_sampler, self.source_names)
         loader = DataLoader(
             self.dataset,
-            batch_sampler=self.batch_sampler,
+            batch_sampler=batch_sampler,
             collate_fn=self.collator,  # type: ignore[arg-type]  # gets SourceSamples, not a list
             num_workers=num_workers,
             pin_memory=pin_memory,

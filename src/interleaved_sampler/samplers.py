@@ -17,7 +17,8 @@ class SeededRandomSampler(Sampler[int]):
 
     Args:
         data_source: the dataset to sample from (only its ``len()`` is used).
-        seed: the base seed; epoch ``k`` uses the permutation seeded by ``seed * 2**32 + k``.
+        seed: the base seed, in ``[0, 2**31)``; epoch ``k`` uses the permutation of torch's
+            generator seeded with :func:`epoch_seed` ``(seed, k)``.
 
     Example:
         >>> sampler = SeededRandomSampler(range(5), seed=1)
@@ -43,8 +44,22 @@ class SeededRandomSampler(Sampler[int]):
         return len(self.data_source)
 
     def __iter__(self) -> Iterator[int]:
-        generator = torch.Generator().manual_seed(self.seed * 2**32 + self.epoch)
+        generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
         return iter(torch.randperm(len(self.data_source), generator=generator).tolist())
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """A 32-bit generator seed for ``(seed, epoch)``: the splitmix64 mix of both, folded.
+
+    torch's CPU generator keeps only the low 32 bits of a seed, so ``seed`` and ``epoch``
+    are mixed rather than concatenated; nearby pairs give unrelated seeds.
+    """
+    mask = 2**64 - 1
+    z = (seed * 0x9E3779B97F4A7C15 + epoch * 0xD1B54A32D192ED03 + 0x632BE59BD9B4E019) & mask
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+    z ^= z >> 31
+    return (z ^ (z >> 32)) & 0xFFFFFFFF
 
 
 def dataset_of(sampler: Any, role: str) -> Any:

@@ -73,11 +73,6 @@ class EpochStructure:
         """Size of the last batch of an epoch (smaller than ``B`` only without drop_last)."""
         return self.samples_per_epoch - (self.updates_per_epoch - 1) * self.batch_size
 
-    def batch_size_after(self, update: int) -> int:
-        """Size of the training batch that follows ``update`` completed updates."""
-        is_last = update % self.updates_per_epoch == self.updates_per_epoch - 1
-        return self.last_batch_size if is_last else self.batch_size
-
     def progress_at(self, update: int) -> TrainingProgress:
         """The counters after ``update`` completed updates from the very beginning."""
         epoch, position = divmod(update, self.updates_per_epoch)
@@ -215,9 +210,48 @@ class CallbackPlan:
     pass_len: int
     batch_size: int
 
+    @classmethod
+    def create(
+        cls, callback: SamplerIntervalConfig, pass_len: int, main_batch_size: int
+    ) -> CallbackPlan:
+        """The plan of ``callback`` with passes of ``pass_len`` indices; batches of its own
+        ``batch_size`` or else ``main_batch_size`` (the main batch size in use)."""
+        return cls(due_rule(callback), pass_len, callback.batch_size or main_batch_size)
+
     @property
     def batches_per_pass(self) -> int:
         return -(-self.pass_len // self.batch_size)
+
+
+@dataclass(frozen=True)
+class BatchTag:
+    """Where one batch of a run stands: its source, the training progress, its place in its pass.
+
+    Args:
+        source: ``"train"`` or the callback's name.
+        source_index: 0 for training batches, ``i + 1`` for callback ``i``.
+        progress: training work completed when the batch is handed out: for a training batch
+            the work before it, for a pass the work at the update that triggered it (all 0 in
+            evaluation mode).
+        batch_in_pass: position of the batch in its pass (training: in its epoch), from 0.
+        batches_in_pass: batches of the pass (training: updates per epoch).
+
+    Example:
+        >>> tag = BatchTag("val", 1, TrainingProgress(0, 8, 256), 1, 2)
+        >>> tag.is_last_in_pass
+        True
+    """
+
+    source: str
+    source_index: int
+    progress: TrainingProgress
+    batch_in_pass: int
+    batches_in_pass: int
+
+    @property
+    def is_last_in_pass(self) -> bool:
+        """Whether this is the last batch of its pass (training: of its epoch)."""
+        return self.batch_in_pass == self.batches_in_pass - 1
 
 
 @dataclass(frozen=True)
@@ -247,12 +281,13 @@ def start_progress(config: InterleavedSamplerConfig, structure: EpochStructure) 
     if config.start_sample is not None:
         progress = structure.progress_at(structure.updates_to_reach(config.start_sample))
         if progress.sample != config.start_sample:
-            below = structure.progress_at(progress.update - 1).sample
+            below = structure.progress_at(progress.update - 1)
             raise ValueError(
                 f"start_sample={config.start_sample} is not on an update boundary: epochs have "
                 f"{structure.samples_per_epoch} samples in {structure.updates_per_epoch} updates "
                 f"of batch_size={structure.batch_size} (drop_last={structure.drop_last}); "
-                f"nearest valid values: {below} or {progress.sample}"
+                f"nearest valid values: {below.sample} or {progress.sample} (the same as "
+                f"start_update={below.update} or start_update={progress.update})"
             )
         return progress
     return TrainingProgress(0, 0, 0)
@@ -344,3 +379,29 @@ class Schedule:
         for update in range(self.start.update + 1, self.end_update + 1):
             for i in self.due_after(update):
                 yield Firing(i, self.structure.progress_at(update))
+
+    def tags(self, names: Sequence[str]) -> Iterator[BatchTag]:
+        """The :class:`BatchTag` of every batch of the run, in the order of the batches.
+
+        Args:
+            names: the name of each source: the main one first, then one per callback.
+        """
+        if self.evaluation:
+            for i in range(len(self.callbacks)):
+                yield from self._pass_tags(i, names[i + 1], TrainingProgress(0, 0, 0))
+            return
+        structure = self.structure
+        per_epoch = structure.updates_per_epoch
+        for update in range(self.start.update, self.end_update):
+            yield BatchTag(
+                names[0], 0, structure.progress_at(update), update % per_epoch, per_epoch
+            )
+            for i in self.due_after(update + 1):
+                yield from self._pass_tags(i, names[i + 1], structure.progress_at(update + 1))
+
+    def _pass_tags(
+        self, callback: int, name: str, progress: TrainingProgress
+    ) -> Iterator[BatchTag]:
+        batches = self.callbacks[callback].batches_per_pass
+        for position in range(batches):
+            yield BatchTag(name, callback + 1, progress, position, batches)

@@ -1,0 +1,125 @@
+"""Sampler overhead: producing every batch index list of a run vs merely iterating its samplers.
+
+The floor is what any loader must do: iterate the main sampler once per epoch (after
+``set_epoch``) and each evaluation sampler once per pass. The interleaved batch sampler adds
+batching, counters, due checks and index offsets on top. Both are timed alternately in one
+process; the ratio of the medians is printed. Also prints the per-index ``SamplerOutput``
+iteration (the reference's interface) and the time ``len()`` takes for a run of 10^6 updates.
+
+Usage: python benchmarks/sampler_overhead.py [--samples N] [--repeats R]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+from torch.utils.data import SequentialSampler
+
+from interleaved_sampler import (
+    InterleavedSampler,
+    InterleavedSamplerConfig,
+    SamplerIntervalConfig,
+    SeededRandomSampler,
+)
+
+
+def build(
+    samples: int, eval_samples: int, every: int, max_updates: int | None = None
+) -> InterleavedSampler:
+    config = (
+        InterleavedSamplerConfig(batch_size=256, max_updates=max_updates)
+        if max_updates
+        else InterleavedSamplerConfig(batch_size=256, max_epochs=1)
+    )
+    return InterleavedSampler(
+        SeededRandomSampler(range(samples), seed=0),
+        config,
+        callback_samplers=[
+            SamplerIntervalConfig(SequentialSampler(range(eval_samples)), every_n_updates=every)
+        ],
+    )
+
+
+def iterate_samplers(sampler: InterleavedSampler) -> None:
+    """The floor: every sampler iterated exactly as often as the run needs it."""
+    schedule = sampler.schedule
+    main = sampler.main_sampler
+    epochs = range(
+        schedule.start.epoch, -(-schedule.end_update // schedule.structure.updates_per_epoch)
+    )
+    for epoch in epochs:
+        main.set_epoch(epoch)  # type: ignore[attr-defined]
+        for _ in main:
+            pass
+    for i, callback in enumerate(sampler.extra_samplers):
+        for _ in range(schedule.passes(i)):
+            for _ in callback.sampler:
+                pass
+
+
+def batch_lists(sampler: InterleavedSampler) -> None:
+    for _ in sampler.batch_sampler:
+        pass
+
+
+def per_index(sampler: InterleavedSampler) -> None:
+    for _ in sampler:
+        pass
+
+
+def median_seconds(functions: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
+    times: dict[str, list[float]] = {name: [] for name in functions}
+    for _ in range(repeats):  # alternate, so drifts in machine load hit all alike
+        for name, function in functions.items():
+            start = time.perf_counter()
+            function()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=10**6)
+    parser.add_argument("--eval-samples", type=int, default=10_000)
+    parser.add_argument("--every", type=int, default=500, help="evaluation every n updates")
+    parser.add_argument("--repeats", type=int, default=15)
+    args = parser.parse_args()
+
+    sampler = build(args.samples, args.eval_samples, args.every)
+    indices = sum(len(b) for b in sampler.batch_sampler)
+    seconds = median_seconds(
+        {
+            "iterate samplers (floor)": lambda: iterate_samplers(sampler),
+            "batch index lists": lambda: batch_lists(sampler),
+            "per-index SamplerOutput": lambda: per_index(sampler),
+        },
+        args.repeats,
+    )
+    floor = seconds["iterate samplers (floor)"]
+    print(
+        f"run: {args.samples:,} training samples, batch size 256, {args.eval_samples:,}-sample "
+        f"evaluation every {args.every} updates: {len(sampler.batch_sampler):,} batches, "
+        f"{indices:,} indices; median of {args.repeats} alternating repeats"
+    )
+    for name, value in seconds.items():
+        print(f"  {name:<26} {value * 1e3:8.1f} ms   {value / floor:5.2f}x floor")
+
+    big = build(4096, 1000, 1000, max_updates=10**6)
+    start = time.perf_counter()
+    length = len(big.batch_sampler)
+    elapsed = time.perf_counter() - start
+    print(
+        f"len() of a 10^6-update run with a callback every 1,000 updates: {length:,} batches "
+        f"in {elapsed * 1e3:.2f} ms"
+    )
+    print(
+        f"ratio batch index lists / floor: {seconds['batch index lists'] / floor:.2f} "
+        "(goal: at most 1.3)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,320 @@
+"""``plan``: when each callback fires, batches per pass and totals, without loading any data.
+
+A run is described by numbers: the main sampler's length, the
+:class:`~interleaved_sampler.config.InterleavedSamplerConfig` fields and, per callback, its
+length and the :class:`~interleaved_sampler.config.SamplerIntervalConfig` fields. It comes
+from a YAML or JSON file (``--config``), from flags, or both (flags win). Only the pure
+:class:`~interleaved_sampler.schedule.Schedule` is used. Example file::
+
+    length: 1000          # indices the main sampler yields per epoch
+    batch_size: 64
+    drop_last: false
+    max_epochs: 4
+    callbacks:
+      - {name: validation, length: 300, every_n_updates: 25, batch_size: 100}
+      - {name: test, length: 500, every_n_epochs: 2, batch_size: 128}
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+from interleaved_sampler.config import (
+    INTERVAL_FIELDS,
+    START_FIELDS,
+    STOP_FIELDS,
+    InterleavedSamplerConfig,
+    SamplerIntervalConfig,
+)
+from interleaved_sampler.schedule import CallbackPlan, EpochStructure, Schedule, TrainingProgress
+
+CALLBACK_KEYS = ("name", "length", *INTERVAL_FIELDS, "batch_size")
+# RunPlan fields that flags can set
+FLAG_FIELDS = (
+    "length",
+    "batch_size",
+    "drop_last",
+    *STOP_FIELDS,
+    *START_FIELDS,
+    "evaluation",
+    "callbacks",
+)
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """A run described by numbers only: no sampler, no dataset.
+
+    Args:
+        length: number of indices the main sampler yields per epoch.
+        config: the main sampler's configuration.
+        callbacks: one configuration per callback; its ``sampler`` is a ``range`` of the
+            callback's length.
+
+    Example:
+        >>> plan = RunPlan.from_dict({"length": 10, "batch_size": 4, "max_epochs": 2,
+        ...     "callbacks": [{"length": 5, "every_n_epochs": 1}]})
+        >>> plan.names, plan.schedule().num_batches  # 2 x (2 updates + a pass of 2 batches)
+        (['train', 'callback0'], 8)
+    """
+
+    length: int
+    config: InterleavedSamplerConfig
+    callbacks: tuple[SamplerIntervalConfig, ...]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunPlan:
+        """Build the plan from a mapping like the module's example file.
+
+        Raises:
+            ValueError: a length is missing or not a non-negative integer (callbacks: >= 1).
+            pydantic.ValidationError: a configuration field is invalid or unknown.
+        """
+        fields = dict(data)
+        length = _length(fields.pop("length", None), "length", minimum=0)
+        callbacks = []
+        for i, entry in enumerate(fields.pop("callbacks", None) or []):
+            spec = dict(entry)
+            size = _length(spec.pop("length", None), f"callbacks[{i}].length", minimum=1)
+            callbacks.append(SamplerIntervalConfig(sampler=range(size), **spec))
+        return cls(length, InterleavedSamplerConfig(**fields), tuple(callbacks))
+
+    @property
+    def names(self) -> list[str]:
+        """The name of each source: ``"train"``, then each callback's (``"callback{i}"``)."""
+        return ["train", *(c.name or f"callback{i}" for i, c in enumerate(self.callbacks))]
+
+    def schedule(self) -> Schedule:
+        """The run's schedule, as :class:`~interleaved_sampler.InterleavedSampler` makes it."""
+        config = self.config
+        structure = EpochStructure.create(self.length, config.batch_size, config.drop_last)
+        plans = [
+            CallbackPlan.create(c, len(c.sampler), structure.batch_size) for c in self.callbacks
+        ]
+        return Schedule.create(config, self.length, plans)
+
+
+def _length(value: Any, field: str, minimum: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ValueError(
+            f"{field} must be an integer >= {minimum} (a sampler's length), got {value!r}"
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A stretch of consecutive batches of the loader from one source.
+
+    Args:
+        source_index: 0 for training, ``i + 1`` for callback ``i``.
+        start: position of the first batch in the loader.
+        batches: number of batches.
+        progress: training work done at its start (for a pass: at the update that fired it).
+    """
+
+    source_index: int
+    start: int
+    batches: int
+    progress: TrainingProgress
+
+
+def segments(schedule: Schedule) -> Iterator[Segment]:
+    """The loader's batches grouped into training stretches and callback passes, in order."""
+    structure, position = schedule.structure, 0
+    update = schedule.start.update
+    for firing in schedule.firings():
+        done = firing.progress.update
+        if done > update:
+            yield Segment(0, position, done - update, structure.progress_at(update))
+            position, update = position + done - update, done
+        batches = schedule.callbacks[firing.callback].batches_per_pass
+        yield Segment(firing.callback + 1, position, batches, firing.progress)
+        position += batches
+    if schedule.end_update > update:
+        yield Segment(0, position, schedule.end_update - update, structure.progress_at(update))
+
+
+def describe(plan: RunPlan, max_firings: int) -> str:
+    """The plan as text: the epoch structure, one row per callback, totals and the firings."""
+    schedule = plan.schedule()
+    return "\n".join([*_summary(plan, schedule), "", *_firings(plan, schedule, max_firings)])
+
+
+def _summary(plan: RunPlan, schedule: Schedule) -> list[str]:
+    structure, names = schedule.structure, plan.names
+    lines = [
+        f"main: {structure.sampler_len} indices per epoch, batch_size {structure.batch_size}, "
+        f"drop_last {structure.drop_last}: {structure.updates_per_epoch} updates of "
+        f"{structure.samples_per_epoch} samples per epoch"
+    ]
+    if schedule.evaluation:
+        lines.append("evaluation run: one pass over each callback, no training")
+    else:
+        start, end = schedule.start, structure.progress_at(schedule.end_update)
+        lines.append(
+            f"training: from epoch {start.epoch}, update {start.update}, sample {start.sample} "
+            f"to epoch {end.epoch}, update {end.update}, sample {end.sample}: "
+            f"{schedule.train_batches} batches"
+        )
+    header = ("callback", "length", "batch_size", "batches/pass", "when", "passes", "batches")
+    rows = [header]
+    for i, (callback, cfg) in enumerate(zip(schedule.callbacks, plan.callbacks, strict=True)):
+        passes = schedule.passes(i)
+        when = next(f"{f} = {getattr(cfg, f)}" for f in INTERVAL_FIELDS if getattr(cfg, f))
+        rows.append(
+            (
+                names[i + 1],
+                str(callback.pass_len),
+                str(callback.batch_size),
+                str(callback.batches_per_pass),
+                when,
+                str(passes),
+                str(passes * callback.batches_per_pass),
+            )
+        )
+    callback_batches = schedule.num_batches - schedule.train_batches
+    return [
+        *lines,
+        *(_columns(rows) if plan.callbacks else ["no callbacks"]),
+        f"total: {schedule.num_batches} batches = {schedule.train_batches} training + "
+        f"{callback_batches} callback",
+    ]
+
+
+def _firings(plan: RunPlan, schedule: Schedule, max_firings: int) -> list[str]:
+    names, title = plan.names, "passes (after the training work of epoch/update/sample):"
+    rows: list[tuple[str, ...]] = [("at batch", "callback", "epoch", "update", "sample", "batches")]
+    passes = (segment for segment in segments(schedule) if segment.source_index)
+    for segment in islice(passes, max_firings):
+        p = segment.progress
+        rows.append(
+            tuple(
+                map(
+                    str,
+                    (
+                        segment.start,
+                        names[segment.source_index],
+                        p.epoch,
+                        p.update,
+                        p.sample,
+                        segment.batches,
+                    ),
+                )
+            )
+        )
+    more = sum(schedule.passes(i) for i in range(len(schedule.callbacks))) - (len(rows) - 1)
+    return [title, *_columns(rows), *([f"... {more} more passes"] if more else [])]
+
+
+def _columns(rows: Sequence[Sequence[str]]) -> list[str]:
+    """Aligned text columns: numbers to the right, text to the left."""
+    columns = list(zip(*rows, strict=True))
+    widths = [max(map(len, column)) for column in columns]
+    numeric = [all(cell.isdigit() for cell in column[1:]) for column in columns]
+    return [
+        "  ".join(
+            cell.rjust(width) if right else cell.ljust(width)
+            for cell, width, right in zip(row, widths, numeric, strict=True)
+        ).rstrip()
+        for row in rows
+    ]
+
+
+def load_file(path: Path) -> dict[str, Any]:
+    """Read a YAML (``.yaml``/``.yml``, needs pyyaml) or JSON configuration file."""
+    text = path.read_text()
+    if path.suffix in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError as error:
+            raise SystemExit(
+                "YAML files need pyyaml: pip install 'interleaved-sampler[cli]'"
+            ) from error
+        data = yaml.safe_load(text)
+    else:
+        data = json.loads(text)
+    if not isinstance(data, dict):
+        raise SystemExit(
+            f"{path}: expected a mapping of configuration fields, got {type(data).__name__}"
+        )
+    return data
+
+
+def parse_callback(text: str) -> dict[str, Any]:
+    """``"name=val,length=300,every_n_updates=25"`` as a mapping (numbers as ``int``)."""
+    spec: dict[str, Any] = {}
+    for item in text.split(","):
+        key, sep, value = item.partition("=")
+        if not sep or key.strip() not in CALLBACK_KEYS:
+            raise argparse.ArgumentTypeError(
+                f"{item!r}: expected key=value with key in {', '.join(CALLBACK_KEYS)}"
+            )
+        value = value.strip()
+        spec[key.strip()] = value if key.strip() == "name" else _integer(value, key.strip())
+    return spec
+
+
+def _integer(value: str, key: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{key}={value!r} is not an integer") from None
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "plan",
+        help="print when each callback fires, batches per pass and totals (loads no data)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config", type=Path, help="YAML or JSON file with the run (see above)")
+    parser.add_argument("--length", type=int, help="indices the main sampler yields per epoch")
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--drop-last", action=argparse.BooleanOptionalAction, default=None)
+    for field in (*STOP_FIELDS, *START_FIELDS):
+        parser.add_argument("--" + field.replace("_", "-"), type=int, dest=field)
+    parser.add_argument("--evaluation", action="store_true", default=None)
+    parser.add_argument(
+        "--callback",
+        type=parse_callback,
+        action="append",
+        dest="callbacks",
+        metavar="KEY=VALUE,...",
+        help=f"a callback (repeatable; replaces the file's), keys: {', '.join(CALLBACK_KEYS)}",
+    )
+    parser.add_argument("--max-passes", type=int, default=50, help="list at most this many passes")
+    parser.add_argument(
+        "--plot", type=Path, metavar="PNG", help="draw the timeline (needs matplotlib)"
+    )
+    parser.set_defaults(func=run)
+
+
+def plan_from_args(args: argparse.Namespace) -> RunPlan:
+    """The file's fields (``--config``), overridden by every flag given."""
+    data = load_file(args.config) if args.config else {}
+    data.update({f: getattr(args, f) for f in FLAG_FIELDS if getattr(args, f) is not None})
+    try:
+        plan = RunPlan.from_dict(data)
+        plan.schedule()
+    except ValueError as error:  # pydantic's ValidationError is a ValueError
+        raise SystemExit(f"plan: invalid run: {error}") from None
+    return plan
+
+
+def run(args: argparse.Namespace) -> int:
+    plan = plan_from_args(args)
+    print(describe(plan, args.max_passes))
+    if args.plot:
+        from interleaved_sampler.timeline import plot_timeline
+
+        plot_timeline(plan.schedule(), plan.names, args.plot)
+        print(f"timeline: {args.plot}")
+    return 0

@@ -1,0 +1,54 @@
+"""The examples run and do what their docstrings say (on tiny settings)."""
+
+from __future__ import annotations
+
+import importlib.util
+import runpy
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_train_loop_evaluates_on_schedule_and_learns(
+    workers: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    accuracy = load("train_loop").main(["--epochs", "2", "--val-every", "20", "--workers", workers])
+    lines = capsys.readouterr().out.splitlines()
+    # 1024 / 32 = 32 updates per epoch: val after 20, 40, 60; test after 32 and 64
+    events = [(line.split()[4], int(line.split()[3])) for line in lines]
+    assert events == [("val", 20), ("test", 32), ("val", 40), ("val", 60), ("test", 64)]
+    assert set(accuracy) == {"val", "test"}
+    assert min(accuracy.values()) > 0.9  # two well separated blobs
+
+
+@pytest.mark.parametrize("stop_at", ["9", "18", "40"])  # inside an epoch, at its end, later
+def test_resume_example_matches_the_uninterrupted_run(
+    stop_at: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert load("resume").main(["--epochs", "3", "--stop-at", stop_at, "--workers", "0"]) == 0
+    out = capsys.readouterr().out
+    assert f"stopped after {stop_at} updates" in out
+    assert "stopped + resumed == uninterrupted: log True, weights True" in out
+
+
+def test_quickstart() -> None:
+    main = runpy.run_path(str(EXAMPLES / "quickstart.py"))["main"]
+    kinds = main(num_workers=0)
+    # 6 updates per epoch (100 // 16); val (3 batches) after updates 4, 8, 12; test (1 batch)
+    # after updates 6 and 12
+    train, val, test = ["train"], ["val"] * 3, ["test"]
+    epoch1 = train * 4 + val + train * 2 + test
+    epoch2 = train * 2 + val + train * 4 + val + test
+    assert kinds == epoch1 + epoch2

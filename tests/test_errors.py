@@ -19,6 +19,7 @@ from faulty import (
     NoDatasetSampler,
     PidDataset,
     failing_collate,
+    note,
 )
 from pydantic import ValidationError
 from torch.utils.data import RandomSampler, SequentialSampler
@@ -303,11 +304,11 @@ def _lambda_collate(batch: Any) -> Any:
 def test_e21_unpicklable_objects_fail_before_workers_start(
     method: str, what: str, make: Any
 ) -> None:
-    sampler = make()
+    sampler, before = make(), multiprocessing.active_children()
     with pytest.raises(TypeError) as error:
         sampler.get_data_loader(num_workers=2, multiprocessing_context=method)
     assert_names(error, what, "cannot be pickled", repr(method), "multiprocessing_context='fork'")
-    assert multiprocessing.active_children() == []
+    assert multiprocessing.active_children() == before  # no worker was started
 
 
 def test_e21_worker_init_fn_is_checked_and_fork_needs_no_pickling() -> None:
@@ -333,12 +334,19 @@ def test_e21_the_default_start_method_is_checked(monkeypatch: pytest.MonkeyPatch
     assert_names(error, "the dataset of train (LockedDataset)", "'forkserver'")
 
 
-def test_e21_tensors_are_not_copied_by_the_check() -> None:
-    dataset = torch.utils.data.TensorDataset(torch.zeros(4, 3))
+def test_e21_tensor_contents_are_not_pickled_by_the_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workers get tensors through shared memory: the check must not copy them."""
+
+    def refuse(self: torch.Tensor, protocol: int) -> Any:
+        raise AssertionError("the check pickled tensor contents")
+
+    monkeypatch.setattr(torch.Tensor, "__reduce_ex__", refuse)
+    dataset = torch.utils.data.TensorDataset(torch.zeros(1000, 3))
     sampler = InterleavedSampler(SequentialSampler(dataset), config())
+    before = multiprocessing.active_children()
     loader = sampler.get_data_loader(num_workers=2, multiprocessing_context="spawn")
     assert loader.num_workers == 2
-    assert multiprocessing.active_children() == []  # building the loader starts no worker
+    assert multiprocessing.active_children() == before  # building the loader starts no worker
 
 
 # --- during iteration ------------------------------------------------------------------------
@@ -399,7 +407,9 @@ def test_e25_dataset_error_names_its_source() -> None:
     next(stream)  # items 0 and 1 of val load fine
     with pytest.raises(ValueError) as error:
         next(stream)
-    assert_names(error, "corrupt sample 3", "while loading a batch of val", "[2, 3]")
+    assert_names(
+        error, "corrupt sample 3", note("while loading a batch of val: dataset indices [2, 3]")
+    )
 
 
 @pytest.mark.parametrize(
@@ -415,7 +425,7 @@ def test_e25_collate_error_names_its_source(
     sampler = InterleavedSampler(SequentialSampler(dataset), config(), train_collator=collate)
     with pytest.raises(raised) as error:
         list(sampler.get_data_loader())
-    assert_names(error, message, "while collating a batch of train")
+    assert_names(error, message, note("while collating a batch of train"))
 
 
 # --- not errors ------------------------------------------------------------------------------

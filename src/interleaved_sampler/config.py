@@ -7,6 +7,7 @@ the value and what would be valid.
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Callable
 from typing import Any
 
@@ -73,7 +74,7 @@ class SamplerIntervalConfig:
         sampler is passed positionally."""
         if not isinstance(v, SizedIterable):
             raise ValueError(
-                f"sampler must be a sampler (with __iter__ and __len__), got {v!r} "
+                f"sampler must be a sampler (with __iter__ and __len__), got {reprlib.repr(v)} "
                 f"({type(v).__name__}); e.g. SequentialSampler(dataset)"
             )
         return v

@@ -107,7 +107,8 @@ class InterleavedSampler:
     def calculate_start(config: InterleavedSamplerConfig, sampler_len: int) -> tuple[int, int, int]:
         """``(epoch, update, sample)`` at which a run with this config starts."""
         check_type("config", config, InterleavedSamplerConfig, "an InterleavedSamplerConfig")
-        if not isinstance(sampler_len, int) or sampler_len < 0:
+        check_type("sampler_len", sampler_len, int, "an int >= 0 (the main sampler's len())")
+        if sampler_len < 0:
             raise ValueError(f"sampler_len must be an int >= 0, got {describe(sampler_len)}")
         structure = EpochStructure.create(sampler_len, config.batch_size, config.drop_last)
         start = start_progress(config, structure)

@@ -19,21 +19,47 @@ class SeededRandomSampler(Sampler[int]):
         data_source: the dataset to sample from (only its ``len()`` is used).
         seed: the base seed, in ``[0, 2**31)``; epoch ``k`` uses the permutation of torch's
             generator seeded with :func:`epoch_seed` ``(seed, k)``.
+        num_replicas: number of shards (processes of a distributed run); 1 = no sharding.
+        rank: the shard this sampler yields, in ``[0, num_replicas)``.
+        drop_last: with sharding, drop the permutation's tail instead of padding it.
+
+    Sharding follows ``DistributedSampler``: the epoch's permutation is padded by repeating
+    its start up to a multiple of ``num_replicas`` (or, with ``drop_last``, cut down to one),
+    and shard ``rank`` takes every ``num_replicas``-th index from position ``rank``. So every
+    shard has the same length, and batch ``k`` of all shards together is batch ``k`` of the
+    unsharded sampler with ``num_replicas`` times the batch size.
 
     Example:
         >>> sampler = SeededRandomSampler(range(5), seed=1)
         >>> sampler.set_epoch(3)
         >>> sorted(sampler) == [0, 1, 2, 3, 4] and list(sampler) == list(sampler)
         True
+        >>> shards = [SeededRandomSampler(range(5), 1, num_replicas=2, rank=r) for r in (0, 1)]
+        >>> [len(shard) for shard in shards]  # 5 indices padded to 6
+        [3, 3]
     """
 
     repeats_epoch_order = True
 
-    def __init__(self, data_source: Sized, seed: int = 0) -> None:
+    def __init__(
+        self,
+        data_source: Sized,
+        seed: int = 0,
+        num_replicas: int = 1,
+        rank: int = 0,
+        drop_last: bool = False,
+    ) -> None:
         if not 0 <= seed < 2**31:
             raise ValueError(f"seed must be in [0, 2**31), got {seed}")
+        if num_replicas < 1:
+            raise ValueError(f"num_replicas must be >= 1, got {num_replicas}")
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank must be in [0, num_replicas={num_replicas}), got {rank}")
         self.data_source = data_source
         self.seed = seed
+        self.num_replicas = num_replicas
+        self.rank = rank
+        self.drop_last = drop_last
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -41,11 +67,18 @@ class SeededRandomSampler(Sampler[int]):
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return len(self.data_source)
+        length, replicas = len(self.data_source), self.num_replicas
+        return length // replicas if self.drop_last else -(-length // replicas)
 
     def __iter__(self) -> Iterator[int]:
         generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
-        return iter(torch.randperm(len(self.data_source), generator=generator).tolist())
+        order = torch.randperm(len(self.data_source), generator=generator).tolist()
+        if self.num_replicas == 1:  # unsharded: no copy
+            return iter(order)
+        total = len(self) * self.num_replicas
+        while len(order) < total:  # pad by repeating the start, as DistributedSampler does
+            order += order[: total - len(order)]
+        return iter(order[self.rank : total : self.num_replicas])
 
 
 def epoch_seed(seed: int, epoch: int) -> int:

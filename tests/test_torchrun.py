@@ -1,0 +1,142 @@
+"""Two real ranks (torchrun, gloo, CPU): same schedule, exact evaluation, exact resume.
+
+One launch of ``torchrun_worker.py`` runs every check (start-up costs seconds); the tests
+compare what the ranks wrote with each other and with the same computations in this one
+process. A hang fails the launch at its timeout instead of stalling the suite.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from subprocess import PIPE
+from typing import Any
+
+import pytest
+import torch
+from torchrun_worker import evaluation_data, load_example, per_sample_outputs, random_run, stream
+
+ROOT = Path(__file__).resolve().parents[1]
+SEEDS = list(range(40))
+LAUNCH_TIMEOUT = 240
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(LAUNCH_TIMEOUT + 60)]
+
+
+@pytest.fixture(scope="module")
+def ranks(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+    """Launch 2 ranks once; their results, rank 0 first."""
+    out = tmp_path_factory.mktemp("torchrun")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "src"), str(ROOT / "tests")]))
+    command = [
+        *(sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"),
+        *(str(ROOT / "tests" / "torchrun_worker.py"), str(out), ",".join(map(str, SEEDS))),
+    ]
+    # a session of its own, so that a hang kills torchrun and its ranks, not only torchrun
+    launch = subprocess.Popen(
+        command, env=env, stdout=PIPE, stderr=PIPE, text=True, start_new_session=True
+    )
+    try:
+        stdout, stderr = launch.communicate(timeout=LAUNCH_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(launch.pid, signal.SIGKILL)
+        stdout, stderr = launch.communicate()
+        pytest.fail(f"torchrun hung for {LAUNCH_TIMEOUT} s:\n{stdout}\n{stderr[-5000:]}")
+    assert launch.returncode == 0, f"torchrun failed:\n{stdout}\n{stderr[-5000:]}"
+    return [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
+
+
+def batches(recorded: list[list[Any]]) -> list[tuple[int, list[int]]]:
+    return [(source, indices) for source, indices in recorded]
+
+
+def test_every_rank_yields_the_same_sources_and_batch_sizes(ranks: list[dict[str, Any]]) -> None:
+    assert [r["world"] for r in ranks] == [2, 2]
+    sources: set[int] = set()
+    for run0, run1 in zip(ranks[0]["schedules"], ranks[1]["schedules"], strict=True):
+        shape0 = [(source, len(indices)) for source, indices in run0["full"]]
+        assert shape0 == [(source, len(indices)) for source, indices in run1["full"]]
+        sources.update(source for source, _ in shape0)
+    assert sources == {0, 1, 2, 3}  # the random runs exercised training and 3 callbacks
+
+
+def test_ranks_yield_their_own_shards(ranks: list[dict[str, Any]]) -> None:
+    """Each rank's batches are those of the run built with that rank given explicitly."""
+    for seed, run0, run1 in zip(SEEDS, ranks[0]["schedules"], ranks[1]["schedules"], strict=True):
+        for rank, run in enumerate((run0, run1)):
+            assert batches(run["full"]) == stream(random_run(seed, 2, rank))
+
+
+def test_every_rank_resumes_at_the_same_update(ranks: list[dict[str, Any]]) -> None:
+    for run0, run1 in zip(ranks[0]["schedules"], ranks[1]["schedules"], strict=True):
+        assert run0["resume_at"] == run1["resume_at"]
+        for run in (run0, run1):
+            full = batches(run["full"])
+            trained = [i for i, (source, _) in enumerate(full) if source == 0]
+            done = run["resume_at"]
+            rest = full[trained[done] :] if done < len(trained) else []
+            assert batches(run["resumed"]) == rest
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("lengths", "len(train sampler) differs: rank 0: 10, rank 1: 11"),
+        ("world", "num_replicas=3, rank=0, but the group has 2 ranks"),
+        ("rank", "rank 1: the train sampler (DistributedSampler) has num_replicas=2, rank=0"),
+        ("config", "end update differs: rank 0: 3, rank 1: 4"),
+    ],
+)
+def test_inconsistent_ranks_fail_on_every_rank(
+    ranks: list[dict[str, Any]], case: str, message: str
+) -> None:
+    errors = [r["inconsistent"][case] for r in ranks]
+    assert errors[0] == errors[1]
+    assert message in errors[0]
+
+
+@pytest.mark.parametrize("size", [7, 13])
+def test_gathered_evaluation_equals_one_process(ranks: list[dict[str, Any]], size: int) -> None:
+    data = evaluation_data(size)
+    outputs = torch.cat([per_sample_outputs(data[i : i + 4]) for i in range(0, size, 4)])
+    want = {
+        "output": outputs.tolist(),
+        "index": list(range(size)),
+        "positive": (outputs[:, 0] > 0).tolist(),
+    }
+    assert ranks[0]["gathered"][str(size)] == want
+    assert ranks[1]["gathered"][str(size)] == want
+
+
+def test_gather_with_different_sample_counts(ranks: list[dict[str, Any]]) -> None:
+    for rank in ranks:
+        assert rank["uneven"]["uneven"] == [0, 10, 20, 30, 40, 50, 60]
+        assert rank["uneven"]["one_empty"] == [1.0, 2.0]
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [("dtype", "different names, dtypes"), ("length", "rank 1: values has 2 rows but there are 3")],
+)
+def test_gather_mismatch_fails_on_every_rank(
+    ranks: list[dict[str, Any]], case: str, message: str
+) -> None:
+    errors = [r["uneven"]["errors"][case] for r in ranks]
+    assert errors[0] == errors[1]
+    assert message in errors[0]
+
+
+def test_ddp_example_equals_one_process_and_resumes_exactly(
+    ranks: list[dict[str, Any]],
+) -> None:
+    ddp = load_example("ddp")
+    single = [[m.update, m.name, m.value] for m in ddp.run(ddp.RunConfig(micro_batches=2))]
+    names = {name for _, name, _ in single}
+    assert names == {"train", "validation", "test"}
+    for rank in ranks:
+        assert rank["example"]["full"] == single
+        assert rank["example"]["resumed"] == single

@@ -5,7 +5,9 @@ sampler, the value and what is valid."""
 from __future__ import annotations
 
 import multiprocessing
+import sys
 import traceback
+import types
 from typing import Any
 
 import pytest
@@ -335,6 +337,28 @@ def test_e21_the_default_start_method_is_checked(monkeypatch: pytest.MonkeyPatch
     with pytest.raises(TypeError) as error:
         sampler.get_data_loader(num_workers=2)
     assert_names(error, "the dataset of train (LockedDataset)", "'forkserver'")
+
+
+@pytest.mark.parametrize("interactive", [True, False])
+def test_e21_classes_of_an_interactive_main_cannot_reach_a_worker(
+    monkeypatch: pytest.MonkeyPatch, interactive: bool
+) -> None:
+    """A notebook's dataset class pickles by reference to a __main__ no worker can import."""
+    main = types.ModuleType("__main__")
+    if not interactive:
+        main.__file__ = "train.py"
+    notebook_class = type("NotebookDataset", (PidDataset,), {"__module__": "__main__"})
+    main.NotebookDataset = notebook_class  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    sampler = InterleavedSampler(SequentialSampler(notebook_class(4)), config())
+    if not interactive:  # a script's __main__ is imported again by the workers
+        sampler.get_data_loader(num_workers=2, multiprocessing_context="spawn")
+        return
+    with pytest.raises(TypeError) as error:
+        sampler.get_data_loader(num_workers=2, multiprocessing_context="forkserver")
+    assert_names(
+        error, "the dataset of train (NotebookDataset)", "interactive __main__", "'forkserver'"
+    )
 
 
 def test_e21_tensor_contents_are_not_pickled_by_the_check(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,6 +11,7 @@ import pickle
 import reprlib
 import sys
 from collections.abc import Iterable
+from types import FunctionType
 from typing import Any
 
 import torch
@@ -66,16 +67,31 @@ class _Discard:
 
 
 class _CheckPickler(pickle.Pickler):
-    """Pickles like the worker start does, but skips tensor and storage contents.
+    """Pickles like the worker start does, but skips tensor and storage contents, and refuses
+    what a worker could not unpickle: a class or function of an interactive ``__main__``.
 
-    Torch sends those to workers through shared memory; copying gigabytes here would make
+    Torch sends tensors to workers through shared memory; copying gigabytes here would make
     the check anything but cheap.
     """
 
     def reducer_override(self, obj: Any) -> Any:
         if isinstance(obj, torch.Tensor) or torch.is_storage(obj):
             return int, ()
+        if _defined_in_interactive_main(obj):
+            raise pickle.PicklingError(
+                f"{name_of(obj)} is defined in an interactive __main__ (a notebook, a REPL or "
+                "python -c), which a spawned worker cannot import"
+            )
         return NotImplemented
+
+
+def _defined_in_interactive_main(obj: object) -> bool:
+    """Whether ``obj`` (a class, function or instance) comes from a ``__main__`` that has no
+    file: pickled by reference to it, a worker could not find it."""
+    defined = obj if isinstance(obj, type | FunctionType) else type(obj)
+    if defined.__module__ != "__main__":
+        return False
+    return not hasattr(sys.modules.get("__main__"), "__file__")
 
 
 def start_method(loader: DataLoader[Any]) -> str:

@@ -121,6 +121,7 @@ def check_picklable(loader: DataLoader[Any], objects: Iterable[tuple[str, object
             raise TypeError(
                 f"{what} cannot be pickled, which the {method!r} start method needs to send it "
                 f"to the DataLoader workers, got {type(error).__name__}: {error}; define it at "
-                "module level (no lambdas, local functions or classes, open files or locks), "
+                "module level of an importable file (no lambdas, local functions or classes, "
+                "open files or locks), "
                 "or pass multiprocessing_context='fork', or num_workers=0"
             ) from error

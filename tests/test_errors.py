@@ -106,6 +106,26 @@ def test_e2_limits_must_be_ints() -> None:
     assert_names(error, "max_epochs", "'many'", "valid integer")
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"batch_size": True, "max_epochs": 1}, "batch_size"),
+        ({"batch_size": 2, "max_updates": False}, "max_updates"),
+        ({"batch_size": 2, "max_epochs": 1, "start_epoch": True}, "start_epoch"),
+    ],
+)
+def test_e2_counts_must_not_be_bools(kwargs: dict[str, Any], field: str) -> None:
+    with pytest.raises(ValidationError) as error:
+        InterleavedSamplerConfig(**kwargs)
+    assert_names(error, field, "got the bool", "must be an integer")
+
+
+def test_e8_intervals_must_not_be_bools() -> None:
+    with pytest.raises(ValidationError) as error:
+        every(seq(3), every_n_updates=True)
+    assert_names(error, "every_n_updates", "got the bool True", "must be an integer")
+
+
 def test_e3_at_least_one_limit() -> None:
     with pytest.raises(ValidationError) as error:
         InterleavedSamplerConfig(batch_size=2)

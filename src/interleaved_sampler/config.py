@@ -21,6 +21,13 @@ STOP_FIELDS = ("max_epochs", "max_updates", "max_samples")
 START_FIELDS = ("start_epoch", "start_update", "start_sample")
 
 
+def _reject_bool(v: object) -> object:
+    """pydantic reads ``True`` as 1 for an int field; a flag where a count belongs is a mistake."""
+    if isinstance(v, bool):
+        raise ValueError(f"must be an integer, got the bool {v}")
+    return v
+
+
 def _set_fields(obj: object, names: tuple[str, ...]) -> dict[str, int]:
     return {name: getattr(obj, name) for name in names if getattr(obj, name) is not None}
 
@@ -66,6 +73,10 @@ class SamplerIntervalConfig:
         if v is not None and v <= 0:
             raise ValueError(f"must be a positive integer (>= 1) or None, got {v}")
         return v
+
+    _counts_are_not_bools = field_validator(*INTERVAL_FIELDS, "batch_size", mode="before")(
+        _reject_bool
+    )
 
     @field_validator("sampler", mode="before")
     @classmethod
@@ -128,6 +139,10 @@ class InterleavedSamplerConfig(BaseModel):
     start_update: int | None = None
     start_sample: int | None = None
     evaluation: bool = False
+
+    _counts_are_not_bools = field_validator(
+        "batch_size", *STOP_FIELDS, *START_FIELDS, mode="before"
+    )(_reject_bool)
 
     @field_validator(*STOP_FIELDS, *START_FIELDS)
     @classmethod

@@ -86,7 +86,7 @@ class TestSeededRandomSampler:
 class TestCoreErrors:
     def test_empty_main_sampler_in_training(self) -> None:
         config = InterleavedSamplerConfig(batch_size=2, max_epochs=1)
-        with pytest.raises(ValueError, match=r"main sampler is empty \(len\(\) == 0\)"):
+        with pytest.raises(ValueError, match=r"main \(train\) sampler is empty, got len\(\) == 0"):
             InterleavedSampler(seq(0), config)
 
     @pytest.mark.parametrize("field", ["batch_size"])
@@ -96,7 +96,7 @@ class TestCoreErrors:
 
     def test_sampler_without_dataset(self) -> None:
         config = InterleavedSamplerConfig(batch_size=2, max_epochs=1)
-        with pytest.raises(TypeError, match=r"main sampler list exposes no dataset.*data_source"):
+        with pytest.raises(TypeError, match=r"train sampler list exposes no dataset.*data_source"):
             InterleavedSampler([0, 1], config)  # type: ignore[arg-type]
 
     def test_empty_callback(self) -> None:
@@ -143,8 +143,8 @@ class TestCoreErrors:
         config = InterleavedSamplerConfig(batch_size=2, max_epochs=1)
         cb: Any = callback(3, every_n_epochs=1)
         loader = InterleavedSampler(main, config, callback_samplers=[cb]).get_data_loader()  # type: ignore[arg-type]
-        with pytest.raises(IndexError, match=r"train yielded index 5, outside its dataset of "
-                           r"length 4 \(valid: 0..3\)"):  # fmt: skip
+        with pytest.raises(IndexError, match=r"train yielded an index outside its dataset, "
+                           r"got 5; valid: 0..3"):  # fmt: skip
             list(loader)
 
 

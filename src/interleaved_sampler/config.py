@@ -7,6 +7,7 @@ the value and what would be valid.
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +19,13 @@ from interleaved_sampler.protocols import SizedIterable
 INTERVAL_FIELDS = ("every_n_epochs", "every_n_updates", "every_n_samples")
 STOP_FIELDS = ("max_epochs", "max_updates", "max_samples")
 START_FIELDS = ("start_epoch", "start_update", "start_sample")
+
+
+def _reject_bool(v: object) -> object:
+    """pydantic reads ``True`` as 1 for an int field; a flag where a count belongs is a mistake."""
+    if isinstance(v, bool):
+        raise ValueError(f"must be an integer, got the bool {v}")
+    return v
 
 
 def _set_fields(obj: object, names: tuple[str, ...]) -> dict[str, int]:
@@ -64,6 +72,22 @@ class SamplerIntervalConfig:
         """Intervals and batch size must be positive integers when given."""
         if v is not None and v <= 0:
             raise ValueError(f"must be a positive integer (>= 1) or None, got {v}")
+        return v
+
+    _counts_are_not_bools = field_validator(*INTERVAL_FIELDS, "batch_size", mode="before")(
+        _reject_bool
+    )
+
+    @field_validator("sampler", mode="before")
+    @classmethod
+    def check_sampler(cls, v: object) -> object:
+        """The sampler must be a sized iterable; the error names the field even when the
+        sampler is passed positionally."""
+        if not isinstance(v, SizedIterable):
+            raise ValueError(
+                f"sampler must be a sampler (with __iter__ and __len__), got {reprlib.repr(v)} "
+                f"({type(v).__name__}); e.g. SequentialSampler(dataset)"
+            )
         return v
 
     @model_validator(mode="after")
@@ -115,6 +139,10 @@ class InterleavedSamplerConfig(BaseModel):
     start_update: int | None = None
     start_sample: int | None = None
     evaluation: bool = False
+
+    _counts_are_not_bools = field_validator(
+        "batch_size", *STOP_FIELDS, *START_FIELDS, mode="before"
+    )(_reject_bool)
 
     @field_validator(*STOP_FIELDS, *START_FIELDS)
     @classmethod

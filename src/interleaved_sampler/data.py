@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 from torch.utils.data._utils.collate import default_collate
 from torch.utils.data._utils.pin_memory import pin_memory
 
+from interleaved_sampler.checks import add_source_note, name_of
 from interleaved_sampler.schedule import BatchTag, TrainingProgress
 
 CollateFn = Callable[[list[Any]], Any]
@@ -55,6 +56,7 @@ class InterleavedDataset(Dataset[Any]):
 
     Args:
         datasets: the main dataset first, then one per callback.
+        names: the sources' names for error messages (default: ``train``, ``callback{i}``).
 
     Example:
         >>> ds = InterleavedDataset([list("abc"), list("xy")])
@@ -62,8 +64,9 @@ class InterleavedDataset(Dataset[Any]):
         ([0, 3], 'x', 5)
     """
 
-    def __init__(self, datasets: Sequence[Any]) -> None:
+    def __init__(self, datasets: Sequence[Any], names: Sequence[str] | None = None) -> None:
         self.datasets = list(datasets)
+        self.names = list(names or source_names(len(self.datasets) - 1))
         self.lengths = [len(dataset) for dataset in self.datasets]
         self.offsets = [sum(self.lengths[:i]) for i in range(len(self.datasets))]
 
@@ -83,12 +86,16 @@ class InterleavedDataset(Dataset[Any]):
         if local and not (min(local) >= 0 and max(local) < length):
             bad = next(i for i in local if not 0 <= i < length)
             raise IndexError(
-                f"the sampler of {source_names(len(self.datasets) - 1)[source]} yielded index "
-                f"{bad}, outside its dataset of length {length} (valid: 0..{length - 1})"
+                f"the sampler of {self.names[source]} yielded an index outside its dataset, "
+                f"got {bad}; valid: 0..{length - 1} (the dataset has length {length})"
             )
         dataset = self.datasets[source]
         getitems = getattr(dataset, "__getitems__", None)
-        samples = getitems(local) if getitems else [dataset[i] for i in local]
+        try:
+            samples = getitems(local) if getitems else [dataset[i] for i in local]
+        except Exception as error:
+            add_source_note(error, f"while loading a batch of {self.names[source]}: {_head(local)}")
+            raise
         tag = getattr(indices, "tag", None)
         if tag is None:
             return SourceSamples(samples, source)
@@ -100,10 +107,14 @@ class InterleavedCollator:
 
     Args:
         collate_fns: one per source (main first); ``None`` means ``default_collate``.
+        names: the sources' names for error messages (default: ``train``, ``callback{i}``).
     """
 
-    def __init__(self, collate_fns: Sequence[CollateFn | None]) -> None:
+    def __init__(
+        self, collate_fns: Sequence[CollateFn | None], names: Sequence[str] | None = None
+    ) -> None:
         self.collate_fns: list[CollateFn] = [fn or default_collate for fn in collate_fns]
+        self.names = list(names or source_names(len(self.collate_fns) - 1))
 
     def __call__(self, batch: SourceSamples) -> Any:
         if not isinstance(batch, SourceSamples):
@@ -112,7 +123,16 @@ class InterleavedCollator:
                 f"returns, got {type(batch).__name__}; use the DataLoader built by "
                 "InterleavedSampler.get_data_loader"
             )
-        data = self.collate_fns[batch.source_index](batch.samples)
+        collate_fn = self.collate_fns[batch.source_index]
+        try:
+            data = collate_fn(batch.samples)
+        except Exception as error:
+            add_source_note(
+                error,
+                f"while collating a batch of {self.names[batch.source_index]} with "
+                f"{name_of(collate_fn)}",
+            )
+            raise
         if batch.tag is None:
             return data
         assert batch.indices is not None  # set together with the tag
@@ -183,3 +203,9 @@ class InterleavedBatch:
     def pin_memory(self) -> InterleavedBatch:
         """A copy whose ``data`` is in pinned memory (the DataLoader's pin thread calls this)."""
         return replace(self, data=pin_memory(self.data))  # type: ignore[no-untyped-call]
+
+
+def _head(indices: list[int], shown: int = 8) -> str:
+    """The first few dataset-local indices of a batch, for messages."""
+    more = f", ... ({len(indices)} in all)" if len(indices) > shown else ""
+    return f"dataset indices [{', '.join(map(str, indices[:shown]))}{more}]"

@@ -8,6 +8,13 @@ from typing import Any, NamedTuple
 from torch.utils.data import DataLoader
 
 from interleaved_sampler.batching import InterleavedBatchSampler, Source, TaggedBatchSampler
+from interleaved_sampler.checks import (
+    check_picklable,
+    check_type,
+    describe,
+    name_of,
+    sampler_len,
+)
 from interleaved_sampler.config import InterleavedSamplerConfig, SamplerIntervalConfig
 from interleaved_sampler.data import InterleavedCollator, InterleavedDataset
 from interleaved_sampler.protocols import SizedIterable
@@ -64,44 +71,45 @@ class InterleavedSampler:
         train_collator: Callable[..., Any] | None = None,
         callback_samplers: Sequence[SamplerIntervalConfig] | None = None,
     ) -> None:
-        _check_type("config", config, InterleavedSamplerConfig)
-        _check_type("train_sampler", train_sampler, SizedIterable)
-        callbacks = list(callback_samplers or [])
-        for i, callback in enumerate(callbacks):
-            _check_type(f"callback_samplers[{i}]", callback, SamplerIntervalConfig)
+        callbacks = _check_arguments(train_sampler, config, train_collator, callback_samplers)
         self.config = config
         self.main_sampler = train_sampler
         self.extra_samplers = callbacks
         names = ["train", *(c.name or f"callback{i}" for i, c in enumerate(callbacks))]
         self.source_names = names
+        samplers = [train_sampler, *(c.sampler for c in callbacks)]
         self.dataset = InterleavedDataset(
-            [dataset_of(train_sampler, "main")]
-            + [dataset_of(c.sampler, name) for c, name in zip(callbacks, names[1:], strict=True)]
+            [dataset_of(sampler, name) for sampler, name in zip(samplers, names, strict=True)],
+            names,
         )
         self.index_offsets = self.dataset.offsets[1:]
-        self.collator = InterleavedCollator([train_collator, *(c.pipeline for c in callbacks)])
-        structure = EpochStructure.create(len(train_sampler), config.batch_size, config.drop_last)
+        self.collator = InterleavedCollator(
+            [train_collator, *(c.pipeline for c in callbacks)], names
+        )
+        lengths = [
+            sampler_len(sampler, name) for sampler, name in zip(samplers, names, strict=True)
+        ]
+        structure = EpochStructure.create(lengths[0], config.batch_size, config.drop_last)
         self.batch_size = structure.batch_size
         plans = [
-            CallbackPlan.create(c, _callback_len(c, name), self.batch_size)
-            for c, name in zip(callbacks, names[1:], strict=True)
+            CallbackPlan.create(c, _callback_len(c, name, length), self.batch_size)
+            for c, name, length in zip(callbacks, names[1:], lengths[1:], strict=True)
         ]
-        self.schedule = Schedule.create(config, len(train_sampler), plans)
+        self.schedule = Schedule.create(config, lengths[0], plans)
         self._check_resumable()
         sources = [
-            Source(sampler, name, offset, len(sampler))
-            for sampler, name, offset in zip(
-                [train_sampler, *(c.sampler for c in callbacks)],
-                names,
-                self.dataset.offsets,
-                strict=True,
-            )
+            Source(*source)
+            for source in zip(samplers, names, self.dataset.offsets, lengths, strict=True)
         ]
         self.batch_sampler = InterleavedBatchSampler(self.schedule, sources[0], sources[1:])
 
     @staticmethod
     def calculate_start(config: InterleavedSamplerConfig, sampler_len: int) -> tuple[int, int, int]:
         """``(epoch, update, sample)`` at which a run with this config starts."""
+        check_type("config", config, InterleavedSamplerConfig, "an InterleavedSamplerConfig")
+        check_type("sampler_len", sampler_len, int, "an int >= 0 (the main sampler's len())")
+        if sampler_len < 0:
+            raise ValueError(f"sampler_len must be an int >= 0, got {describe(sampler_len)}")
         structure = EpochStructure.create(sampler_len, config.batch_size, config.drop_last)
         start = start_progress(config, structure)
         return start.epoch, start.update, start.sample
@@ -135,14 +143,14 @@ class InterleavedSampler:
         owned = sorted(set(dataloader_kwargs) & {*_OWNED_LOADER_ARGS, "collate_fn"})
         if owned:
             raise TypeError(
-                f"get_data_loader() got {', '.join(owned)}: the interleaved sampler sets these "
+                f"get_data_loader() got {', '.join(owned)}, which the interleaved sampler sets "
                 "itself; configure batching in InterleavedSamplerConfig and "
                 "SamplerIntervalConfig (pipeline= for collate functions)"
             )
         batch_sampler: InterleavedBatchSampler | TaggedBatchSampler = self.batch_sampler
         if tagged:
             batch_sampler = TaggedBatchSampler(self.batch_sampler, self.source_names)
-        return DataLoader(
+        loader = DataLoader(
             self.dataset,
             batch_sampler=batch_sampler,
             collate_fn=self.collator,  # type: ignore[arg-type]  # gets SourceSamples, not a list
@@ -150,6 +158,17 @@ class InterleavedSampler:
             pin_memory=pin_memory,
             **dataloader_kwargs,
         )
+        check_picklable(loader, self._sent_to_workers(loader))
+        return loader
+
+    def _sent_to_workers(self, loader: DataLoader[Any]) -> Iterator[tuple[str, object]]:
+        """What a worker start sends to each worker, one source at a time, with its name."""
+        for name, dataset in zip(self.dataset.names, self.dataset.datasets, strict=True):
+            yield f"the dataset of {name} ({type(dataset).__name__})", dataset
+        for name, collate_fn in zip(self.dataset.names, self.collator.collate_fns, strict=True):
+            yield f"the collate function of {name} ({name_of(collate_fn)})", collate_fn
+        if loader.worker_init_fn is not None:
+            yield f"worker_init_fn ({name_of(loader.worker_init_fn)})", loader.worker_init_fn
 
     def _check_resumable(self) -> None:
         schedule = self.schedule
@@ -157,25 +176,43 @@ class InterleavedSampler:
         mid_epoch = not schedule.evaluation and schedule.start.update % per_epoch != 0
         if mid_epoch and schedule.train_batches and not repeats_epoch_order(self.main_sampler):
             raise ValueError(
-                f"cannot start inside an epoch (update {schedule.start.update}, "
-                f"{per_epoch} updates per epoch) with main sampler "
-                f"{type(self.main_sampler).__name__}: its order cannot be repeated, so the "
-                "skipped indices would not be the ones already trained on. Use "
+                "a start inside an epoch needs a train sampler that repeats its epoch order "
+                "(else the skipped indices are not the ones already trained on), got "
+                f"{type(self.main_sampler).__name__} and a start at update "
+                f"{schedule.start.update} ({per_epoch} updates per epoch); use "
                 "SeededRandomSampler, SequentialSampler or DistributedSampler, or start at "
                 f"an epoch boundary (start_epoch={schedule.start.epoch})"
             )
 
 
-def _check_type(field: str, value: object, expected: type) -> None:
-    if not isinstance(value, expected):
-        raise TypeError(f"{field} must be a {expected.__name__}, got {type(value).__name__}")
+def _check_arguments(
+    train_sampler: object,
+    config: object,
+    train_collator: object,
+    callback_samplers: object,
+) -> list[SamplerIntervalConfig]:
+    """Check the constructor's argument types; return the callbacks as a list."""
+    check_type("config", config, InterleavedSamplerConfig, "an InterleavedSamplerConfig")
+    check_type("train_sampler", train_sampler, SizedIterable, "a sampler (__iter__ and __len__)")
+    if train_collator is not None and not callable(train_collator):
+        raise TypeError(
+            f"train_collator must be a collate function or None, got {describe(train_collator)}"
+        )
+    if callback_samplers is None:
+        return []
+    check_type("callback_samplers", callback_samplers, Sequence, "a list of SamplerIntervalConfig")
+    callbacks: list[SamplerIntervalConfig] = list(callback_samplers)  # type: ignore[call-overload]
+    for i, callback in enumerate(callbacks):
+        check_type(
+            f"callback_samplers[{i}]", callback, SamplerIntervalConfig, "a SamplerIntervalConfig"
+        )
+    return callbacks
 
 
-def _callback_len(callback: SamplerIntervalConfig, name: str) -> int:
-    length = len(callback.sampler)
+def _callback_len(callback: SamplerIntervalConfig, name: str, length: int) -> int:
     if length == 0:
         raise ValueError(
-            f"the {name} sampler ({type(callback.sampler).__name__}) is empty (len() == 0): a "
-            "callback pass needs at least one index; remove the callback or give it data"
+            f"the {name} sampler ({type(callback.sampler).__name__}) is empty, got len() == 0; "
+            "a callback pass needs at least one index: remove the callback or give it data"
         )
     return length

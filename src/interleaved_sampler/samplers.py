@@ -102,8 +102,8 @@ def dataset_of(sampler: Any, role: str) -> Any:
         if dataset is not None:
             return dataset
     raise TypeError(
-        f"the {role} sampler {type(sampler).__name__} exposes no dataset: it needs a "
-        "`.data_source` or `.dataset` attribute (as torch's samplers have)"
+        f"the {role} sampler {type(sampler).__name__} exposes no dataset, got neither "
+        "`.data_source` nor `.dataset`; it needs one of them (as torch's samplers have)"
     )
 
 

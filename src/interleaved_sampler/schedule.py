@@ -271,8 +271,8 @@ def start_progress(config: InterleavedSamplerConfig, structure: EpochStructure) 
     """
     if structure.sampler_len == 0:
         raise ValueError(
-            "the main sampler is empty (len() == 0): a training run needs at least one "
-            "index per epoch; use evaluation=True (or a max_* = 0) for evaluation only"
+            "the main (train) sampler is empty, got len() == 0; a training run needs at least "
+            "one index per epoch: use evaluation=True (or a max_* = 0) for evaluation only"
         )
     if config.start_epoch is not None:
         return structure.progress_at(config.start_epoch * structure.updates_per_epoch)

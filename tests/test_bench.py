@@ -9,6 +9,7 @@ import multiprocessing
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -26,6 +27,7 @@ from interleaved_sampler.bench import (
     Datasets,
     SampleMismatchError,
     Scenario,
+    StartupCounter,
     check_same_samples,
     check_tag,
     run_benchmark,
@@ -206,3 +208,30 @@ def test_workers_load_each_batch_with_one_getitems_call() -> None:
         [[4, 4], [5, 4], [6, 4], [7, 4]],
         [[100, 3], [101, 3], [102, 3]],
     ]
+
+
+class LockedDataset(Dataset[int]):
+    """A dataset holding a multiprocessing lock (as one sharing a cache between workers)."""
+
+    def __init__(self, lock: Any) -> None:
+        self.lock = lock
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, index: int) -> int:
+        with self.lock:
+            return index
+
+
+def test_locks_and_shared_values_pass_the_pickling_check_for_spawn() -> None:
+    context = multiprocessing.get_context("spawn")
+    sampler = InterleavedSampler(
+        SequentialSampler(LockedDataset(context.Lock())),
+        InterleavedSamplerConfig(batch_size=2, max_epochs=1),
+    )
+    args: dict[str, Any] = {"num_workers": 1, "multiprocessing_context": context}
+    loader = sampler.get_data_loader(worker_init_fn=StartupCounter(context), **args)
+    assert loader.num_workers == 1  # built: a worker start sends both, as torch allows
+    with pytest.raises(TypeError, match="worker_init_fn"):
+        sampler.get_data_loader(worker_init_fn=lambda worker_id: None, **args)

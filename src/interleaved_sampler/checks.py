@@ -11,6 +11,7 @@ import pickle
 import reprlib
 import sys
 from collections.abc import Iterable
+from functools import cache
 from types import FunctionType
 from typing import Any
 
@@ -77,12 +78,25 @@ class _CheckPickler(pickle.Pickler):
     def reducer_override(self, obj: Any) -> Any:
         if isinstance(obj, torch.Tensor) or torch.is_storage(obj):
             return int, ()
+        if isinstance(obj, _shared_by_inheritance()):
+            return int, ()  # pickles only while a process starts: as the workers do
         if _defined_in_interactive_main(obj):
             raise pickle.PicklingError(
                 f"{name_of(obj)} is defined in an interactive __main__ (a notebook, a REPL or "
                 "python -c), which a spawned worker cannot import"
             )
         return NotImplemented
+
+
+@cache
+def _shared_by_inheritance() -> tuple[type, ...]:
+    """multiprocessing's locks, shared values and queues: they refuse to be pickled except
+    while a process is being started, which is how the DataLoader sends them to workers."""
+    from multiprocessing.queues import Queue, SimpleQueue
+    from multiprocessing.sharedctypes import SynchronizedBase
+    from multiprocessing.synchronize import SemLock
+
+    return SemLock, SynchronizedBase, Queue, SimpleQueue
 
 
 def _defined_in_interactive_main(obj: object) -> bool:

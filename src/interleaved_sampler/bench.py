@@ -442,6 +442,7 @@ class Recorder:
         time.sleep(step_s)
 
     def trace(self) -> tuple[Phase, ...]:
+        """The recorded phases, frozen."""
         return tuple((source, tuple(indices)) for source, indices in self.phases)
 
 
@@ -454,6 +455,11 @@ class Datasets:
 
     @classmethod
     def of(cls, scenario: Scenario) -> Datasets:
+        """The datasets of ``scenario``: training is source 0, evaluation ``i`` source ``i + 1``.
+
+        Args:
+            scenario: the run.
+        """
         evals = (SyntheticDataset(i + 1, n, scenario) for i, n in enumerate(scenario.eval_sizes))
         return cls(SyntheticDataset(0, scenario.train_size, scenario), tuple(evals))
 
@@ -461,7 +467,13 @@ class Datasets:
 def loader_args(
     scenario: Scenario, context: BaseContext, counter: StartupCounter
 ) -> dict[str, Any]:
-    """DataLoader arguments that every variant shares."""
+    """DataLoader arguments that every variant shares.
+
+    Args:
+        scenario: the run (workers, prefetching).
+        context: the multiprocessing context of the workers.
+        counter: counts the worker start-ups.
+    """
     return {
         "num_workers": scenario.workers,
         "multiprocessing_context": context,
@@ -473,7 +485,14 @@ def loader_args(
 def run_interleaved(
     scenario: Scenario, data: Datasets, common: dict[str, Any], rec: Recorder
 ) -> None:
-    """The run through this library: one DataLoader for training and every evaluation."""
+    """The run through this library: one tagged DataLoader for training and every evaluation.
+
+    Args:
+        scenario: the run.
+        data: its datasets.
+        common: the DataLoader arguments every variant shares.
+        rec: records the waiting and the samples.
+    """
     sampler = InterleavedSampler(
         SeededRandomSampler(data.train, seed=scenario.seed),
         InterleavedSamplerConfig(batch_size=scenario.batch_size, max_updates=scenario.updates),
@@ -508,7 +527,15 @@ def check_tag(batch: InterleavedBatch) -> None:
 def run_per_dataset(
     scenario: Scenario, data: Datasets, common: dict[str, Any], rec: Recorder, persistent: bool
 ) -> None:
-    """The usual run: one DataLoader per dataset, evaluation passes inside the training loop."""
+    """The usual run: one DataLoader per dataset, evaluation passes inside the training loop.
+
+    Args:
+        scenario: the run.
+        data: its datasets.
+        common: the DataLoader arguments every variant shares.
+        rec: records the waiting and the samples.
+        persistent: keep each DataLoader's workers alive between its iterations.
+    """
     step_s = scenario.step_ms / 1000
     train_sampler = SeededRandomSampler(data.train, seed=scenario.seed)
     train = DataLoader(

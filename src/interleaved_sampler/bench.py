@@ -751,25 +751,26 @@ def add_parser(subparsers: Any) -> None:
         "bench",
         help="one interleaved DataLoader vs one DataLoader per dataset, end to end",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     add = parser.add_argument
-    add("--train-size", type=_positive(int), default=d.train_size)
-    add("--eval-sizes", type=_positive(int), nargs="+", default=list(d.eval_sizes))
-    add("--batch-size", type=_positive(int), default=d.batch_size)
-    add("--eval-batch-size", type=_positive(int), default=d.eval_batch_size)
-    add("--updates", type=_positive(int), default=d.updates)
-    add("--eval-every", type=_positive(int), default=d.eval_every, help="updates")
-    add("--load-ms", type=_positive(float), default=d.load_ms, help="per sample")
+    add("--train-size", type=_positive(int), default=d.train_size, help="training samples")
+    add("--eval-sizes", type=_positive(int), nargs="+", default=list(d.eval_sizes),
+        help="samples of each evaluation dataset")  # fmt: skip
+    add("--batch-size", type=_positive(int), default=d.batch_size, help="training batch size")
+    add("--eval-batch-size", type=_positive(int), default=d.eval_batch_size, help="of passes")
+    add("--updates", type=_positive(int), default=d.updates, help="training updates of the run")
+    add("--eval-every", type=_positive(int), default=d.eval_every, help="updates between passes")
+    add("--load-ms", type=_positive(float), default=d.load_ms, help="loading cost per sample")
     add("--load", choices=LOADS, default=d.load, help="CPU work or sleep (I/O-like)")
-    add("--sample-kib", type=_positive(int), default=d.sample_kib)
+    add("--sample-kib", type=_positive(int), default=d.sample_kib, help="payload per sample")
     add("--step-ms", type=_non_negative(float), default=d.step_ms, help="simulated model step")
     add("--workers", type=_positive(int), default=d.workers, help="per DataLoader")
-    add("--start-method", choices=START_METHODS, default=d.start_method)
-    add("--prefetch-factor", type=_positive(int), default=d.prefetch_factor)
-    add("--seed", type=_non_negative(int), default=d.seed)
-    add("--repeats", type=_positive(int), default=2, help="runs of each variant")
-    add("--memory-interval", type=_positive(float), default=1.0, help="seconds")
+    add("--start-method", choices=START_METHODS, default=d.start_method, help="of the workers")
+    add("--prefetch-factor", type=_positive(int), default=d.prefetch_factor, help="per worker")
+    add("--seed", type=_non_negative(int), default=d.seed, help="of the training sampler")
+    add("--repeats", type=_positive(int), default=2, help="rounds; each runs every variant")
+    add("--memory-interval", type=_positive(float), default=1.0, help="seconds between samples")
     add("--plot", type=Path, help="write a bar chart (PNG) here")
     parser.set_defaults(func=run)
 
@@ -802,6 +803,10 @@ def run(args: argparse.Namespace) -> int:
         plot(report, args.plot)
         print(f"chart written to {args.plot}")
     return 0
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The module docstring as written, and every option's default."""
 
 
 def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:

@@ -5,6 +5,7 @@ No timing assertions: the figures depend on the machine; these tests pin down be
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import subprocess
 import sys
@@ -140,13 +141,19 @@ def test_tree_memory_includes_child_processes() -> None:
 def test_cli_prints_the_table_and_writes_the_chart(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    chart = tmp_path / "bench.png"
-    assert main([*TINY_ARGS, "--start-method=fork", "--repeats=1", f"--plot={chart}"]) == 0
+    chart, results = tmp_path / "bench.png", tmp_path / "bench.json"
+    args = ["--start-method=fork", "--repeats=1", f"--plot={chart}", f"--json={results}"]
+    assert main([*TINY_ARGS, *args]) == 0
     out = capsys.readouterr().out
     for row in (*VARIANTS, "worker-bound limit"):
         assert f"| {row} |" in out
     assert "wall persistent / interleaved" in out and "peak PSS persistent / interleaved" in out
     assert chart.read_bytes().startswith(b"\x89PNG")
+    written = json.loads(results.read_text())
+    assert written["scenario"]["eval_sizes"] == [6, 3]
+    assert sorted(run["variant"] for run in written["runs"]) == sorted(VARIANTS)
+    assert {run["startups"] for run in written["runs"]} == {2, 14, 6}
+    assert "wall per-dataset / interleaved" in written["ratios"]
 
 
 @pytest.mark.parametrize("bad", ["--workers=0", "--load-ms=-1", "--load=disk", "--updates=x"])

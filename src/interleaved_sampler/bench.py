@@ -31,13 +31,14 @@ once per process; summed USS (also reported) leaves them out altogether.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import multiprocessing
 import statistics
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from multiprocessing.context import BaseContext
 from pathlib import Path
 from typing import Any
@@ -224,6 +225,15 @@ class BenchReport:
     def summary(self, variant: str) -> Summary:
         """The summary of ``variant``'s runs."""
         return Summary.of(variant, [run for run in self.runs if run.variant == variant])
+
+    def to_json(self) -> dict[str, Any]:
+        """The scenario, every run and the ratios, as JSON-compatible data."""
+        return {
+            "scenario": asdict(self.scenario),
+            "worker_bound_s": self.scenario.worker_bound_s,
+            "runs": [asdict(run) for run in self.runs],
+            "ratios": self.ratios(),
+        }
 
     def rounds(self) -> list[dict[str, RunResult]]:
         """The runs by round: each round ran every variant once."""
@@ -772,6 +782,7 @@ def add_parser(subparsers: Any) -> None:
     add("--repeats", type=_positive(int), default=2, help="rounds; each runs every variant")
     add("--memory-interval", type=_positive(float), default=1.0, help="seconds between samples")
     add("--plot", type=Path, help="write a bar chart (PNG) here")
+    add("--json", type=Path, help="write the scenario, every run and the ratios here")
     parser.set_defaults(func=run)
 
 
@@ -802,6 +813,9 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         plot(report, args.plot)
         print(f"chart written to {args.plot}")
+    if args.json:
+        args.json.write_text(json.dumps(report.to_json(), indent=1))
+        print(f"results written to {args.json}")
     return 0
 
 

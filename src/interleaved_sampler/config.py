@@ -8,7 +8,7 @@ the value and what would be valid.
 from __future__ import annotations
 
 import reprlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
@@ -26,6 +26,16 @@ def _reject_bool(v: object) -> object:
     if isinstance(v, bool):
         raise ValueError(f"must be an integer, got the bool {v}")
     return v
+
+
+def source_names(callback_names: Sequence[str | None]) -> list[str]:
+    """The name of each source: ``"train"``, then each callback's ``name`` or ``"callback{i}"``.
+
+    Example:
+        >>> source_names(["val", None])
+        ['train', 'val', 'callback1']
+    """
+    return ["train", *(name or f"callback{i}" for i, name in enumerate(callback_names))]
 
 
 def _set_fields(obj: object, names: tuple[str, ...]) -> dict[str, int]:

@@ -19,6 +19,7 @@ from torch.utils.data._utils.collate import default_collate
 from torch.utils.data._utils.pin_memory import pin_memory
 
 from interleaved_sampler.checks import add_source_note, name_of
+from interleaved_sampler.config import source_names
 from interleaved_sampler.schedule import BatchTag, TrainingProgress
 
 CollateFn = Callable[[list[Any]], Any]
@@ -44,10 +45,6 @@ class SourceSamples:
     indices: list[int] | None = None  # dataset-local indices, for tagged batches only
 
 
-def source_names(num_callbacks: int) -> list[str]:
-    return ["train", *(f"callback{i}" for i in range(num_callbacks))]
-
-
 class InterleavedDataset(Dataset[Any]):
     """The concatenation of the main dataset and every callback dataset.
 
@@ -66,7 +63,7 @@ class InterleavedDataset(Dataset[Any]):
 
     def __init__(self, datasets: Sequence[Any], names: Sequence[str] | None = None) -> None:
         self.datasets = list(datasets)
-        self.names = list(names or source_names(len(self.datasets) - 1))
+        self.names = list(names or source_names([None] * (len(self.datasets) - 1)))
         self.lengths = [len(dataset) for dataset in self.datasets]
         self.offsets = [sum(self.lengths[:i]) for i in range(len(self.datasets))]
 
@@ -114,7 +111,7 @@ class InterleavedCollator:
         self, collate_fns: Sequence[CollateFn | None], names: Sequence[str] | None = None
     ) -> None:
         self.collate_fns: list[CollateFn] = [fn or default_collate for fn in collate_fns]
-        self.names = list(names or source_names(len(self.collate_fns) - 1))
+        self.names = list(names or source_names([None] * (len(self.collate_fns) - 1)))
 
     def __call__(self, batch: SourceSamples) -> Any:
         if not isinstance(batch, SourceSamples):

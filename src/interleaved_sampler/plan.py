@@ -31,8 +31,9 @@ from interleaved_sampler.config import (
     STOP_FIELDS,
     InterleavedSamplerConfig,
     SamplerIntervalConfig,
+    source_names,
 )
-from interleaved_sampler.schedule import CallbackPlan, EpochStructure, Schedule, TrainingProgress
+from interleaved_sampler.schedule import Schedule, TrainingProgress
 
 CALLBACK_KEYS = ("name", "length", *INTERVAL_FIELDS, "batch_size")
 # RunPlan fields that flags can set
@@ -88,16 +89,12 @@ class RunPlan:
     @property
     def names(self) -> list[str]:
         """The name of each source: ``"train"``, then each callback's (``"callback{i}"``)."""
-        return ["train", *(c.name or f"callback{i}" for i, c in enumerate(self.callbacks))]
+        return source_names([c.name for c in self.callbacks])
 
     def schedule(self) -> Schedule:
         """The run's schedule, as :class:`~interleaved_sampler.InterleavedSampler` makes it."""
-        config = self.config
-        structure = EpochStructure.create(self.length, config.batch_size, config.drop_last)
-        plans = [
-            CallbackPlan.create(c, len(c.sampler), structure.batch_size) for c in self.callbacks
-        ]
-        return Schedule.create(config, self.length, plans)
+        callbacks = [(c, len(c.sampler)) for c in self.callbacks]
+        return Schedule.for_configs(self.config, self.length, callbacks)
 
 
 def _length(value: Any, field: str, minimum: int) -> int:

@@ -15,19 +15,24 @@ from interleaved_sampler.checks import (
     name_of,
     sampler_len,
 )
-from interleaved_sampler.config import InterleavedSamplerConfig, SamplerIntervalConfig
+from interleaved_sampler.config import (
+    InterleavedSamplerConfig,
+    SamplerIntervalConfig,
+    source_names,
+)
 from interleaved_sampler.data import InterleavedCollator, InterleavedDataset
 from interleaved_sampler.protocols import SizedIterable
 from interleaved_sampler.samplers import dataset_of, repeats_epoch_order
 from interleaved_sampler.schedule import (
-    CallbackPlan,
     EpochStructure,
     Schedule,
     start_progress,
 )
 
 # DataLoader arguments that the interleaved sampler owns.
-_OWNED_LOADER_ARGS = ("dataset", "batch_size", "shuffle", "sampler", "batch_sampler", "drop_last")
+_OWNED_LOADER_ARGS = frozenset(
+    ("dataset", "batch_size", "shuffle", "sampler", "batch_sampler", "drop_last", "collate_fn")
+)
 
 
 class SamplerOutput(NamedTuple):
@@ -75,7 +80,7 @@ class InterleavedSampler:
         self.config = config
         self.main_sampler = train_sampler
         self.extra_samplers = callbacks
-        names = ["train", *(c.name or f"callback{i}" for i, c in enumerate(callbacks))]
+        names = source_names([c.name for c in callbacks])
         self.source_names = names
         samplers = [train_sampler, *(c.sampler for c in callbacks)]
         self.dataset = InterleavedDataset(
@@ -89,13 +94,12 @@ class InterleavedSampler:
         lengths = [
             sampler_len(sampler, name) for sampler, name in zip(samplers, names, strict=True)
         ]
-        structure = EpochStructure.create(lengths[0], config.batch_size, config.drop_last)
-        self.batch_size = structure.batch_size
-        plans = [
-            CallbackPlan.create(c, _callback_len(c, name, length), self.batch_size)
-            for c, name, length in zip(callbacks, names[1:], lengths[1:], strict=True)
-        ]
-        self.schedule = Schedule.create(config, lengths[0], plans)
+        for callback, name, length in zip(callbacks, names[1:], lengths[1:], strict=True):
+            _check_not_empty(callback, name, length)
+        self.schedule = Schedule.for_configs(
+            config, lengths[0], list(zip(callbacks, lengths[1:], strict=True))
+        )
+        self.batch_size = self.schedule.structure.batch_size
         self._check_resumable()
         sources = [
             Source(*source)
@@ -140,7 +144,7 @@ class InterleavedSampler:
                 ``persistent_workers``, ``multiprocessing_context``, ...), except those
                 the sampler sets itself (batching, sampling, ``collate_fn``).
         """
-        owned = sorted(set(dataloader_kwargs) & {*_OWNED_LOADER_ARGS, "collate_fn"})
+        owned = sorted(_OWNED_LOADER_ARGS.intersection(dataloader_kwargs))
         if owned:
             raise TypeError(
                 f"get_data_loader() got {', '.join(owned)}, which the interleaved sampler sets "
@@ -209,10 +213,9 @@ def _check_arguments(
     return callbacks
 
 
-def _callback_len(callback: SamplerIntervalConfig, name: str, length: int) -> int:
+def _check_not_empty(callback: SamplerIntervalConfig, name: str, length: int) -> None:
     if length == 0:
         raise ValueError(
             f"the {name} sampler ({type(callback.sampler).__name__}) is empty, got len() == 0; "
             "a callback pass needs at least one index: remove the callback or give it data"
         )
-    return length

@@ -343,6 +343,27 @@ class Schedule:
         end = max(start.update, stop_update(config, structure))
         return cls(structure, tuple(callbacks), False, start, end)
 
+    @classmethod
+    def for_configs(
+        cls,
+        config: InterleavedSamplerConfig,
+        sampler_len: int,
+        callbacks: Sequence[tuple[SamplerIntervalConfig, int]] = (),
+    ) -> Schedule:
+        """The schedule of a run described by its configs and each callback's pass length.
+
+        Args:
+            config: the main sampler's configuration.
+            sampler_len: indices the main sampler yields per epoch.
+            callbacks: each callback's configuration with its sampler's ``len()``.
+        """
+        structure = EpochStructure.create(sampler_len, config.batch_size, config.drop_last)
+        plans = [
+            CallbackPlan.create(callback, pass_len, structure.batch_size)
+            for callback, pass_len in callbacks
+        ]
+        return cls.create(config, sampler_len, plans)
+
     @property
     def train_batches(self) -> int:
         """Number of training batches the run yields."""

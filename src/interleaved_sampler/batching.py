@@ -97,6 +97,8 @@ class InterleavedBatchSampler(Sampler[list[int]]):
         return self.schedule.num_batches
 
     def __iter__(self) -> Iterator[IndexBatch]:
+        # The resume position is taken when the first batch is asked for, not at iter():
+        # DataLoader iterators call iter() on their batch sampler twice when they start.
         start, self._resume_at = self._resume_at, 0
         self._produced = start
         epoch = _EpochReader(self.sources[0], self.schedule)

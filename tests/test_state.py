@@ -363,3 +363,25 @@ def test_a_tagged_loader_whose_batches_lost_their_tags_raises() -> None:
     )
     with pytest.raises(ValueError, match="a tagged loader got a batch without its tag"):
         next(iter(rebatched))
+
+
+class JumpingSampler(CountingSampler):
+    """A counting sampler that can start an epoch at any position (``iter_from``)."""
+
+    def __init__(self, data_source: Any) -> None:
+        super().__init__(data_source)
+        self.jumps: list[int] = []
+
+    def iter_from(self, position: int) -> Iterator[int]:
+        self.jumps.append(position)
+        return iter(range(position, len(self.data_source)))
+
+
+def test_a_mid_epoch_resume_jumps_with_iter_from_where_the_sampler_has_it() -> None:
+    main = JumpingSampler(IdentityDataset(10))
+    sampler = InterleavedSampler(main, InterleavedSamplerConfig(batch_size=3, max_epochs=3))
+    state = sampler.batch_sampler.state_dict()
+    state["batches"] = 7  # epoch 2, after its first batch
+    sampler.batch_sampler.load_state_dict(state)
+    assert [list(batch) for batch in sampler.batch_sampler] == [[3, 4, 5], [6, 7, 8]]
+    assert main.jumps == [3] and main.iterations == 0

@@ -33,13 +33,16 @@ def test_train_loop_evaluates_on_schedule_and_learns(
     assert min(accuracy.values()) > 0.9  # two well separated blobs
 
 
-@pytest.mark.parametrize("stop_at", ["9", "18", "40"])  # inside an epoch, at its end, later
+# 18 updates per epoch, 4 val batches after every 10th update: batch 9 is inside the first
+# epoch, 12 inside a pass, 22 at the epoch's end, 40 inside the third pass
+@pytest.mark.parametrize("stop_after", ["9", "12", "22", "40"])
 def test_resume_example_matches_the_uninterrupted_run(
-    stop_at: str, capsys: pytest.CaptureFixture[str]
+    stop_after: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert load("resume").main(["--epochs", "3", "--stop-at", stop_at, "--workers", "0"]) == 0
+    argv = ["--epochs", "3", "--stop-after", stop_after, "--workers", "0"]
+    assert load("resume").main(argv) == 0
     out = capsys.readouterr().out
-    assert f"stopped after {stop_at} updates" in out
+    assert f"stopped after {stop_after} of 74 batches" in out
     assert "stopped + resumed == uninterrupted: log True, weights True" in out
 
 

@@ -110,8 +110,8 @@ class SeededRandomSampler(Sampler[int]):
 # Positions per vectorized step: below torch's grain size for intra-op threads (32768), so
 # each op runs on one thread and its operands stay in cache.
 _CHUNK = 16384
-# Feistel rounds: 8 pass the uniformity checks of docs/scale.md down to 2-element
-# datasets; 4 and 6 are measurably biased on datasets of under 40 samples.
+# Feistel rounds: 8 pass the statistical checks of docs/scale.md down to 2-element
+# datasets; 4 fail two of them (small datasets, ascending neighbours).
 _ROUNDS = 8
 _MASK32 = 2**32 - 1
 _MASK64 = 2**64 - 1

@@ -15,7 +15,6 @@ from interleaved_sampler import (
     InterleavedSampler,
     InterleavedSamplerConfig,
     SamplerIntervalConfig,
-    SeededRandomSampler,
     SizedIterable,
 )
 
@@ -64,23 +63,6 @@ class TestReferenceApi:
         config = SamplerIntervalConfig(seq(3), every_n_epochs=2)
         with pytest.raises(ValidationError, match="every_n_epochs"):
             config.every_n_epochs = 0
-
-
-class TestSeededRandomSampler:
-    def test_order_is_a_function_of_seed_and_epoch(self) -> None:
-        a, b = SeededRandomSampler(range(50), seed=4), SeededRandomSampler(range(50), seed=4)
-        orders = []
-        for epoch in range(3):
-            a.set_epoch(epoch)
-            b.set_epoch(epoch)
-            assert list(a) == list(b) and sorted(a) == list(range(50))
-            orders.append(list(a))
-        assert len({tuple(o) for o in orders}) == 3
-        assert list(SeededRandomSampler(range(50), seed=5)) != orders[0]
-
-    def test_seed_range_is_checked(self) -> None:
-        with pytest.raises(ValueError, match=r"seed must be in \[0, 2\*\*31\), got -1"):
-            SeededRandomSampler(range(3), seed=-1)
 
 
 class TestCoreErrors:
@@ -145,11 +127,3 @@ class TestCoreErrors:
         with pytest.raises(IndexError, match=r"train yielded an index outside its dataset, "
                            r"got 5; valid: 0..3"):  # fmt: skip
             list(loader)
-
-
-def test_epoch_seeds_do_not_collide_for_nearby_seeds_and_epochs() -> None:
-    from interleaved_sampler.samplers import epoch_seed
-
-    seeds = {epoch_seed(seed, epoch) for seed in range(64) for epoch in range(1024)}
-    assert len(seeds) == 64 * 1024
-    assert all(0 <= s < 2**32 for s in seeds)

@@ -1,7 +1,8 @@
-"""Sharded samplers, the cross-rank schedule check and gather_by_index, in one process.
+"""The cross-rank schedule check and gather_by_index, in one process.
 
-Ranks are simulated by building each rank's samplers with an explicit ``rank``; the same
-checks on real ranks (torchrun, gloo) are in ``test_torchrun.py``.
+SeededRandomSampler's sharding is tested in ``test_seeded_sampler.py``. Ranks are simulated by
+building each rank's samplers with an explicit ``rank``; the same checks on real ranks
+(torchrun, gloo) are in ``test_torchrun.py``.
 """
 
 from __future__ import annotations
@@ -22,59 +23,8 @@ from interleaved_sampler import (
     SeededRandomSampler,
 )
 from interleaved_sampler.distributed import check_same_schedule, gather_by_index
-from interleaved_sampler.samplers import epoch_seed
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-
-def permutation(length: int, seed: int, epoch: int) -> list[int]:
-    generator = torch.Generator().manual_seed(epoch_seed(seed, epoch))
-    return torch.randperm(length, generator=generator).tolist()
-
-
-class TestShardedSeededRandomSampler:
-    def test_unsharded_order_is_unchanged(self) -> None:
-        sampler = SeededRandomSampler(range(11), seed=3)
-        sampler.set_epoch(2)
-        assert list(sampler) == permutation(11, 3, 2)
-        assert len(sampler) == 11
-
-    @SETTINGS
-    @given(st.integers(0, 20), st.integers(1, 5), st.data(), st.booleans(), st.integers(0, 3))
-    def test_shards_like_distributed_sampler(
-        self, length: int, replicas: int, data: st.DataObject, drop_last: bool, epoch: int
-    ) -> None:
-        rank = data.draw(st.integers(0, replicas - 1), label="rank")
-        sampler = SeededRandomSampler(range(length), 5, replicas, rank, drop_last)
-        sampler.set_epoch(epoch)
-        # DistributedSampler without shuffling shards positions 0..length-1: apply it to the
-        # permutation of the epoch
-        positions = DistributedSampler(
-            range(length), replicas, rank, shuffle=False, drop_last=drop_last
-        )
-        order = permutation(length, 5, epoch)
-        assert list(sampler) == [order[i] for i in positions]
-        assert len(sampler) == len(positions)
-
-    @pytest.mark.parametrize(("replicas", "rank"), [(0, 0), (2, 2), (2, -1)])
-    def test_invalid_sharding(self, replicas: int, rank: int) -> None:
-        with pytest.raises(ValueError, match=r"num_replicas|rank"):
-            SeededRandomSampler(range(5), num_replicas=replicas, rank=rank)
-
-    @pytest.mark.parametrize("length", [48, 53])
-    def test_batch_k_of_all_shards_is_batch_k_of_one_process(self, length: int) -> None:
-        """What makes a DDP run equal to one process with a world_size times larger batch."""
-
-        def train_batches(replicas: int, rank: int, batch_size: int) -> list[list[int]]:
-            sampler = SeededRandomSampler(range(length), 1, replicas, rank, drop_last=True)
-            config = InterleavedSamplerConfig(batch_size=batch_size, max_epochs=2)
-            return [list(b) for b in InterleavedSampler(sampler, config).batch_sampler]
-
-        single = train_batches(1, 0, 12)
-        shards = [train_batches(3, rank, 4) for rank in range(3)]
-        assert len(single) == 8
-        for k, batch in enumerate(single):
-            assert [shard[k][j] for j in range(4) for shard in shards] == batch
 
 
 def rank_scenario(scenario: Scenario, replicas: int, rank: int) -> Scenario:

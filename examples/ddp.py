@@ -16,7 +16,9 @@ Why the two print the same numbers, bit for bit:
 - Evaluation: every rank evaluates its shard of each evaluation set (``DistributedSampler``,
   padded with repeated samples); ``gather_by_index`` collects the per-sample errors of all
   ranks by dataset index (the tagged batches' ``indices``) without the repeats, so the mean
-  is taken over the same numbers in the same order.
+  is taken over the same numbers in the same order. (Each sample's prediction is computed
+  alone: a matrix multiply may round a row differently depending on the rows that share its
+  batch.)
 - Resume: ``--max-updates K --checkpoint c.pt`` stops after update ``K`` (and the
   evaluations due then); ``--start-update K --checkpoint c.pt`` continues the run exactly.
 """
@@ -172,7 +174,11 @@ def loop(
             metrics.append(Metric(batch.progress.update + 1, "train", loss))
             continue
         with torch.no_grad():
-            errors.append((model(x).squeeze(1) - y) ** 2)
+            # One row at a time: a matrix multiply may round a row differently depending on
+            # the rows that share its batch, and a rank's batches hold other rows than the
+            # single process's.
+            prediction = torch.cat([model(row[None]) for row in x]).squeeze(1)
+            errors.append((prediction - y) ** 2)
         indices.extend(batch.indices)
         if batch.is_last_in_pass:
             per_sample = gather_by_index(torch.cat(errors), indices)

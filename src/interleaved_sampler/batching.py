@@ -15,6 +15,19 @@ from interleaved_sampler.schedule import Schedule
 _END = object()
 
 
+def _no_single_batch_size(batch_sampler: object) -> int:
+    """Refuse a framework that reads ``batch_size`` to re-batch or re-shard the batches."""
+    raise TypeError(
+        f"{type(batch_sampler).__name__} has no single batch_size and must not be re-batched or "
+        "re-sharded (it yields training batches and whole evaluation passes in schedule order, "
+        "and shards through its per-source samplers). Accelerate: call "
+        "accelerator.prepare(model, optimizer) without the loader and build the loader with "
+        "per-rank samplers (DistributedSampler or SeededRandomSampler(num_replicas=..., "
+        "rank=...)); Lightning: Trainer(use_distributed_sampler=False). "
+        "See docs/frameworks.md"
+    )
+
+
 @dataclass(frozen=True)
 class Source:
     """A sampler, where its dataset starts in the concatenation, and its expected length."""
@@ -52,7 +65,12 @@ class InterleavedBatchSampler(Sampler[list[int]]):
         schedule: the run's schedule.
         main: the main (training) sampler's source.
         callbacks: one source per callback, in the order of ``schedule.callbacks``.
+
+    Reading ``batch_size`` raises ``TypeError``: it is how Accelerate and Lightning detect
+    a batch sampler they may re-batch or re-shard, which would break the schedule.
     """
+
+    batch_size = property(_no_single_batch_size)
 
     def __init__(self, schedule: Schedule, main: Source, callbacks: Sequence[Source]) -> None:
         self.schedule = schedule
@@ -134,6 +152,8 @@ class TaggedBatchSampler(Sampler[list[int]]):
         batch_sampler: the run's batch sampler.
         names: the name of each source: ``"train"`` first, then one per callback.
     """
+
+    batch_size = property(_no_single_batch_size)
 
     def __init__(self, batch_sampler: InterleavedBatchSampler, names: Sequence[str]) -> None:
         self.batch_sampler = batch_sampler

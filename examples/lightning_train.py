@@ -72,33 +72,33 @@ def regression(size: int, seed: int) -> TensorDataset:
     return TensorDataset(x, torch.sin(x @ torch.linspace(-1, 1, 4))[:, None])
 
 
+def make_loader(config: RunConfig, world: int, rank: int) -> DataLoader[Any]:
+    """96 training samples and a validation set of 20, sharded over ``world`` processes."""
+    train, val = regression(96, 0), regression(20, 1)
+    val_sampler = (
+        DistributedSampler(val, world, rank, shuffle=False) if world > 1 else SequentialSampler(val)
+    )
+    sampler = InterleavedSampler(
+        SeededRandomSampler(train, seed=0, num_replicas=world, rank=rank, drop_last=True),
+        InterleavedSamplerConfig(batch_size=config.batch_size, max_epochs=config.epochs),
+        callback_samplers=[
+            SamplerIntervalConfig(
+                val_sampler, every_n_updates=config.val_every, batch_size=6, name="val"
+            )
+        ],
+    )
+    return sampler.get_data_loader(num_workers=config.workers, tagged=True)
+
+
 class RegressionData(pl.LightningDataModule):
-    """96 training samples and a validation set of 20, sharded over the ranks."""
+    """The loader, built where Lightning knows the world size and this process's rank."""
 
     def __init__(self, config: RunConfig) -> None:
         super().__init__()
         self.config = config
 
     def train_dataloader(self) -> DataLoader[Any]:
-        world, rank = self.trainer.world_size, self.trainer.global_rank
-        train, val = regression(96, 0), regression(20, 1)
-        sampler = InterleavedSampler(
-            SeededRandomSampler(train, seed=0, num_replicas=world, rank=rank, drop_last=True),
-            InterleavedSamplerConfig(
-                batch_size=self.config.batch_size, max_epochs=self.config.epochs
-            ),
-            callback_samplers=[
-                SamplerIntervalConfig(
-                    DistributedSampler(val, world, rank, shuffle=False)
-                    if world > 1
-                    else SequentialSampler(val),
-                    every_n_updates=self.config.val_every,
-                    batch_size=6,
-                    name="val",
-                )
-            ],
-        )
-        return sampler.get_data_loader(num_workers=self.config.workers, tagged=True)
+        return make_loader(self.config, self.trainer.world_size, self.trainer.global_rank)
 
 
 class Regression(InterleavedLightningModule):

@@ -3,6 +3,8 @@ would break the schedule (refused loudly); in one process, each test small."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections import namedtuple
 from dataclasses import dataclass
 from typing import Any
@@ -132,3 +134,13 @@ def test_fabric_setup_dataloaders_yields_tagged_batches() -> None:
     batches = list(loader)
     assert [b.source for b in batches][:5] == ["train"] * 3 + ["callback0"] * 2
     assert all(isinstance(b, InterleavedBatch) for b in batches)
+
+
+def test_importing_the_library_imports_no_framework() -> None:
+    code = (
+        "import sys, interleaved_sampler, interleaved_sampler.integrations; "
+        "print(sorted({'pytorch_lightning', 'lightning_fabric', 'accelerate', 'torchdata'} "
+        "& set(sys.modules)))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "[]", result.stderr

@@ -6,6 +6,7 @@ step by step. Tests compare the library against it.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -121,7 +122,7 @@ def model_batches(
     while True:
         if hasattr(main, "set_epoch"):
             main.set_epoch(epoch)
-        indices = list(main)
+        indices = list(itertools.islice(iter(main), samples_per_epoch))  # never one more
         batches = [indices[k : k + batch_size] for k in range(0, len(indices), batch_size)]
         if config.drop_last:
             batches = [b for b in batches if len(b) == batch_size]

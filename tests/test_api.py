@@ -109,7 +109,6 @@ class TestCoreErrors:
         ("indices", "claimed", "message"),
         [
             ([0, 1, 2], 4, r"yielded only 3 indices in epoch 0, but its len\(\) is 4"),
-            ([0, 1, 2, 3], 3, r"yielded more than its len\(\) = 3 indices in epoch 0"),
         ],
     )
     def test_main_sampler_whose_len_lies(

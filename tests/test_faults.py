@@ -154,13 +154,13 @@ def test_breaking_out_early_shuts_the_workers_down(method: str) -> None:
 @pytest.mark.parametrize("method", METHODS)
 def test_a_lying_sampler_with_workers_raises_and_shuts_down(method: str) -> None:
     sampler = InterleavedSampler(
-        LyingSampler(PidDataset(30), reported=20, actual=None),
+        LyingSampler(PidDataset(30), reported=20, actual=15),
         InterleavedSamplerConfig(batch_size=2, max_epochs=2),
     )
     # the lie shows after the prefetch, during the loop
     stream, pids = start(sampler.get_data_loader(num_workers=2, multiprocessing_context=method))
     with pytest.raises(
-        ValueError, match=r"the train sampler \(LyingSampler\) yielded more"
+        ValueError, match=r"the train sampler \(LyingSampler\) yielded only 15"
     ) as error:
         for _ in stream:
             pass

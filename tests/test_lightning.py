@@ -11,8 +11,10 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from helpers import torchrun
+from torch.utils.data import SequentialSampler
 from torchrun_worker import load_example
 
+from interleaved_sampler import InterleavedSampler, InterleavedSamplerConfig
 from interleaved_sampler.integrations.lightning import trainer_arguments
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,14 +83,13 @@ def test_trainer_arguments_that_break_the_run_are_refused(
 
 
 def test_untagged_loader_is_refused() -> None:
-    loader = example.make_loader(TINY, 1, 0)
-    untagged = loader.batch_sampler.batch_sampler  # the batches without tags
-    plain = torch.utils.data.DataLoader(
-        loader.dataset, batch_sampler=untagged, collate_fn=loader.collate_fn
+    sampler = InterleavedSampler(
+        SequentialSampler(example.regression(16, 0)),
+        InterleavedSamplerConfig(batch_size=4, max_epochs=1),
     )
     trainer = pl.Trainer(**trainer_arguments(), accelerator="cpu", logger=False, **QUIET)
     with pytest.raises(TypeError, match="tagged=True"):
-        trainer.fit(example.Regression(), plain)
+        trainer.fit(example.Regression(), sampler.get_data_loader())
 
 
 @needs_state

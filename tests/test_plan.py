@@ -14,6 +14,7 @@ from scenarios import Scenario, scenarios
 from torch.utils.data import SequentialSampler
 
 from interleaved_sampler import InterleavedSampler, SamplerIntervalConfig
+from interleaved_sampler.batching import InterleavedBatchSampler
 from interleaved_sampler.cli import main
 from interleaved_sampler.plan import RunPlan, segments
 from interleaved_sampler.timeline import plot_timeline
@@ -111,7 +112,8 @@ def test_segments_are_the_loaders_batches_grouped_by_source(scenario: Scenario) 
     schedule = RunPlan.from_dict(plan_dict(scenario)).schedule()
     assert schedule == sampler.schedule
     expanded = [s.source_index for s in segments(schedule) for _ in range(s.batches)]
-    tags = list(schedule.tags(sampler.source_names))
+    tagged = InterleavedBatchSampler(schedule, sampler.sources, tagged=True)
+    tags = [batch.tag for batch in tagged]
     assert expanded == [batch.source_index for batch in sampler.batch_sampler]
     for segment in segments(schedule):
         assert tags[segment.start].progress == segment.progress

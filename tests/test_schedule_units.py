@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import count
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -36,13 +38,26 @@ structures = st.builds(
     st.integers(0, 500),
     st.integers(0, 500),
 )
-def test_count_equals_the_number_of_due_updates(
+def test_count_and_next_due_follow_the_spec_due_rules(
     structure: EpochStructure, rule_type: type, n: int, first: int, span: int
 ) -> None:
     rule = rule_type(n)
     last = first + span
-    due = sum(rule.is_due(structure, u) for u in range(first + 1, last + 1))
-    assert rule.count(structure, first, last) == due
+    due = [u for u in range(first + 1, last + 1) if due_by_spec(structure, rule_type, n, u)]
+    assert rule.count(structure, first, last) == len(due)
+    following = next(u for u in count(first + 1) if due_by_spec(structure, rule_type, n, u))
+    assert rule.next_due(structure, first) == following
+
+
+def due_by_spec(structure: EpochStructure, rule_type: type, n: int, update: int) -> bool:
+    """SPEC rule 4, word for word: is a callback due after update ``update``?"""
+    per_epoch = structure.updates_per_epoch
+    if rule_type is EveryNEpochs:
+        return update % per_epoch == 0 and (update // per_epoch) % n == 0
+    if rule_type is EveryNUpdates:
+        return update % n == 0
+    before, after = structure.progress_at(update - 1), structure.progress_at(update)
+    return before.sample // n < after.sample // n
 
 
 @settings(max_examples=200, deadline=None)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any
@@ -10,7 +10,9 @@ from typing import Any
 from torch.utils.data import Sampler
 
 from interleaved_sampler.data import IndexBatch
-from interleaved_sampler.schedule import Schedule
+from interleaved_sampler.samplers import repeats_epoch_order
+from interleaved_sampler.schedule import BatchTag, CallbackPass, Position, Schedule, TrainingSpan
+from interleaved_sampler.state import make_state, read_state
 
 _END = object()
 
@@ -30,41 +32,70 @@ def _no_single_batch_size(batch_sampler: object) -> int:
 
 @dataclass(frozen=True)
 class Source:
-    """A sampler, where its dataset starts in the concatenation, and its expected length."""
+    """One dataset of the run: its sampler, name, place in the concatenation and length.
+
+    Args:
+        sampler: the sampler of the dataset.
+        name: ``"train"`` or the callback's name.
+        dataset: the dataset (the sampler's ``.data_source`` or ``.dataset``).
+        offset: where the dataset starts in the concatenation of all datasets.
+        length: the sampler's ``len()``.
+        collate_fn: the collate function of its batches (``None``: ``default_collate``).
+    """
 
     sampler: Any
     name: str
+    dataset: Any
     offset: int
     length: int
+    collate_fn: Callable[[list[Any]], Any] | None = None
 
     def describe(self) -> str:
         return f"the {self.name} sampler ({type(self.sampler).__name__})"
 
-    def too_few(self, yielded: int, context: str) -> ValueError:
+    def too_few(self, yielded: int, context: str, used: int | None = None) -> ValueError:
+        """The error for a sampler that ran out early; ``used``: indices an epoch uses."""
+        expected = f"its len() is {self.length}"
+        if used is not None and used != self.length:
+            expected = f"the epoch uses {used} of its len() = {self.length}"
         return ValueError(
-            f"{self.describe()} yielded only {yielded} indices {context}, but its len() is "
-            f"{self.length}; len() must equal the number of indices one iteration yields"
+            f"{self.describe()} yielded only {yielded} indices {context}, but {expected}; "
+            "len() must equal the number of indices one iteration yields"
         )
 
-    def check_exhausted(self, indices: Iterator[int], context: str) -> None:
-        if next(indices, _END) is not _END:
-            raise ValueError(
-                f"{self.describe()} yielded more than its len() = {self.length} indices "
-                f"{context}; len() must equal the number of indices one iteration yields"
-            )
+    def iterate_from(self, position: int, context: str) -> Iterator[int]:
+        """The sampler's indices from ``position`` on (after ``set_epoch``, where it has one).
+
+        Uses the sampler's ``iter_from`` where it has one; else skips the first indices
+        without loading any data.
+        """
+        iter_from = getattr(self.sampler, "iter_from", None)
+        if iter_from is not None:
+            return iter(iter_from(position))
+        indices: Iterator[int] = iter(self.sampler)
+        skipped = sum(1 for _ in islice(indices, position))
+        if skipped != position:
+            raise self.too_few(skipped, f"{context} while skipping to the resume position")
+        return indices
 
 
 class InterleavedBatchSampler(Sampler[list[int]]):
     """Yields the batches of global indices of a run, in the order the loop consumes them.
 
     Training batches come from the main sampler, iterated once per epoch (after
-    ``set_epoch`` where it has one); after each update, every due callback gets one full
-    pass. ``len()`` is exact and computed by the schedule, without iterating anything.
+    ``set_epoch`` where it has one) for exactly the indices the epoch uses; after each
+    update, every due callback gets one full pass. ``len()`` is exact and computed by the
+    schedule, without iterating anything.
+
+    It implements the state protocol: :meth:`state_dict` is the position after the batches
+    it has produced, and :meth:`load_state_dict` makes the next ``iter()`` continue from
+    such a position.
 
     Args:
         schedule: the run's schedule.
-        main: the main (training) sampler's source.
-        callbacks: one source per callback, in the order of ``schedule.callbacks``.
+        sources: the main (training) source, then one per callback in the order of
+            ``schedule.callbacks``.
+        tagged: attach its :class:`~interleaved_sampler.schedule.BatchTag` to every batch.
 
     Reading ``batch_size`` raises ``TypeError``: it is how Accelerate and Lightning detect
     a batch sampler they may re-batch or re-shard, which would break the schedule.
@@ -72,98 +103,140 @@ class InterleavedBatchSampler(Sampler[list[int]]):
 
     batch_size = property(_no_single_batch_size)
 
-    def __init__(self, schedule: Schedule, main: Source, callbacks: Sequence[Source]) -> None:
+    def __init__(self, schedule: Schedule, sources: Sequence[Source], tagged: bool = False) -> None:
         self.schedule = schedule
-        self.main = main
-        self.callbacks = list(callbacks)
+        self.sources = list(sources)
+        self.tagged = tagged
+        self.fingerprint = schedule.fingerprint([source.name for source in self.sources])
+        self._produced = 0
+        self._resume_at = 0
 
     def __len__(self) -> int:
         return self.schedule.num_batches
 
     def __iter__(self) -> Iterator[IndexBatch]:
-        schedule = self.schedule
-        if schedule.evaluation:
-            for callback in range(len(self.callbacks)):
-                yield from self._callback_pass(callback)
-            return
-        structure = schedule.structure
-        per_epoch, last_size = structure.updates_per_epoch, structure.last_batch_size
-        update, end = schedule.start.update, schedule.end_update
-        while update < end:
-            epoch = update // per_epoch
-            taken = (update - epoch * per_epoch) * structure.batch_size
-            indices = self._main_epoch(epoch, skip=taken)
-            last_of_epoch = (epoch + 1) * per_epoch - 1
-            epoch_end = min(end, last_of_epoch + 1)
-            while update < epoch_end:
-                size = structure.batch_size if update != last_of_epoch else last_size
-                batch = IndexBatch(islice(indices, size))
-                taken += len(batch)
-                if len(batch) != size:
-                    raise self.main.too_few(taken, f"in epoch {epoch}")
+        # The resume position is taken when the first batch is asked for, not at iter():
+        # DataLoader iterators call iter() on their batch sampler twice when they start.
+        start, self._resume_at = self._resume_at, 0
+        self._produced = start
+        epoch = _EpochReader(self.sources[0], self.schedule)
+        for step in self.schedule.steps(self.schedule.seek(start)):
+            if isinstance(step, TrainingSpan):
+                batches = epoch.batches(step, self.tagged)
+            else:
+                batches = self._callback_pass(step)
+            for batch in batches:
+                self._produced += 1
                 yield batch
-                update += 1
-                for callback in schedule.due_after(update):
-                    yield from self._callback_pass(callback)
-            if update % per_epoch == 0:
-                self._finish_main_epoch(indices, taken, epoch)
 
-    def _main_epoch(self, epoch: int, skip: int) -> Iterator[int]:
-        set_epoch = getattr(self.main.sampler, "set_epoch", None)
-        if set_epoch is not None:
-            set_epoch(epoch)
-        indices: Iterator[int] = iter(self.main.sampler)
-        skipped = sum(1 for _ in islice(indices, skip))
-        if skipped != skip:
-            raise self.main.too_few(skipped, f"in epoch {epoch} while skipping to the start")
-        return indices
+    @property
+    def resume_position(self) -> int:
+        """The batches before the position the next ``iter()`` starts at (0: the start)."""
+        return self._resume_at
 
-    def _finish_main_epoch(self, indices: Iterator[int], taken: int, epoch: int) -> None:
-        """Consume the indices that drop_last drops and check the epoch had len() indices."""
-        dropped = self.main.length - taken
-        yielded = taken + sum(1 for _ in islice(indices, dropped))
-        if yielded != self.main.length:
-            raise self.main.too_few(yielded, f"in epoch {epoch}")
-        self.main.check_exhausted(indices, f"in epoch {epoch}")
+    def state_dict(self) -> dict[str, Any]:
+        """The position after the batches produced so far (plain, JSON-able data)."""
+        return make_state(self.fingerprint, self._produced)
 
-    def _callback_pass(self, callback: int) -> Iterator[IndexBatch]:
-        source = self.callbacks[callback]
-        batch_size = self.schedule.callbacks[callback].batch_size
-        indices = iter(source.sampler)
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Make the next ``iter()`` continue right after the position ``state`` names.
+
+        Raises:
+            ValueError: ``state`` belongs to another schedule or version, or it is a
+                position inside an epoch (or a pass) whose sampler does not repeat its
+                order.
+        """
+        batches = read_state(state, self.fingerprint)
+        self.check_resumable(self.schedule.seek(batches))
+        self._resume_at = self._produced = batches
+
+    def check_resumable(self, position: Position) -> None:
+        """Raise unless the samplers can replay what a run from ``position`` skips."""
+        schedule = self.schedule
+        per_epoch = schedule.structure.updates_per_epoch
+        main = self.sources[0].sampler
+        inside_epoch = not schedule.evaluation and position.update % per_epoch != 0
+        if inside_epoch and position.update < schedule.end_update and not repeats_epoch_order(main):
+            raise ValueError(
+                "a start inside an epoch needs a train sampler that repeats its epoch order "
+                "(else the skipped indices are not the ones already trained on), got "
+                f"{type(main).__name__} and a start at update {position.update} "
+                f"({per_epoch} updates per epoch); use SeededRandomSampler, SequentialSampler "
+                "or DistributedSampler, or start at an epoch boundary "
+                f"(start_epoch={position.update // per_epoch})"
+            )
+        if position.batch_in_pass:
+            callback = schedule.passes_after(position.update)[position.passes_done]
+            source = self.sources[callback + 1]
+            if not repeats_epoch_order(source.sampler):
+                raise ValueError(
+                    f"a resume inside a pass needs a callback sampler that repeats its order, "
+                    f"got {source.describe()} at batch {position.batch_in_pass} of its pass; "
+                    "use SequentialSampler or DistributedSampler (or a sampler with "
+                    "repeats_epoch_order = True), or resume at a pass boundary"
+                )
+
+    def _callback_pass(self, step: CallbackPass) -> Iterator[IndexBatch]:
+        source = self.sources[step.callback + 1]
+        plan = self.schedule.callbacks[step.callback]
+        size, length = plan.batch_size, source.length
+        indices = source.iterate_from(step.first_batch * size, "in a pass")
         add_offset = source.offset.__add__
-        for start in range(0, source.length, batch_size):
-            size = min(batch_size, source.length - start)
-            batch = IndexBatch(map(add_offset, islice(indices, size)))
-            batch.source_index = callback + 1
-            if len(batch) != size:
-                raise source.too_few(start + len(batch), "in one pass")
+        for position in range(step.first_batch, plan.batches_per_pass):
+            wanted = min(size, length - position * size)
+            batch = IndexBatch(map(add_offset, islice(indices, wanted)))
+            batch.source_index = step.callback + 1
+            if len(batch) != wanted:
+                raise source.too_few(position * size + len(batch), "in one pass")
+            if self.tagged:
+                batch.tag = BatchTag(
+                    source.name, step.callback + 1, step.progress, position, plan.batches_per_pass
+                )
             yield batch
-        source.check_exhausted(indices, "in one pass")
+        if next(indices, _END) is not _END:
+            raise ValueError(
+                f"{source.describe()} yielded more than its len() = {length} indices in one "
+                "pass; len() must equal the number of indices one iteration yields"
+            )
 
 
-class TaggedBatchSampler(Sampler[list[int]]):
-    """The batches of an :class:`InterleavedBatchSampler`, each with its ``tag`` set.
+class _EpochReader:
+    """Reads the main sampler for the training spans of a run, one epoch at a time.
 
-    The tag (a :class:`~interleaved_sampler.schedule.BatchTag`, from the pure schedule)
-    travels with the indices to the worker, and the collator turns it into an
-    :class:`~interleaved_sampler.data.InterleavedBatch`.
-
-    Args:
-        batch_sampler: the run's batch sampler.
-        names: the name of each source: ``"train"`` first, then one per callback.
+    An epoch's iterator is created once (after ``set_epoch``) and asked for exactly the
+    indices the epoch uses: never one that drop_last drops, never one past them.
     """
 
-    batch_size = property(_no_single_batch_size)
+    def __init__(self, source: Source, schedule: Schedule) -> None:
+        self.source = source
+        self.structure = schedule.structure
+        self.epoch = -1
+        self.indices: Iterator[int] = iter(())
 
-    def __init__(self, batch_sampler: InterleavedBatchSampler, names: Sequence[str]) -> None:
-        self.batch_sampler = batch_sampler
-        self.names = list(names)
-
-    def __len__(self) -> int:
-        return len(self.batch_sampler)
-
-    def __iter__(self) -> Iterator[IndexBatch]:
-        tags = self.batch_sampler.schedule.tags(self.names)
-        for batch, tag in zip(self.batch_sampler, tags, strict=True):
-            batch.tag = tag
+    def batches(self, span: TrainingSpan, tagged: bool) -> Iterator[IndexBatch]:
+        structure = self.structure
+        per_epoch, size = structure.updates_per_epoch, structure.batch_size
+        epoch, first = divmod(span.first_update, per_epoch)
+        if epoch != self.epoch:
+            self._open(epoch, first * size)
+        indices, last = self.indices, per_epoch - 1
+        for position in range(first, first + span.stop_update - span.first_update):
+            wanted = size if position != last else structure.last_batch_size
+            batch = IndexBatch(islice(indices, wanted))
+            if len(batch) != wanted:
+                raise self.source.too_few(
+                    position * size + len(batch),
+                    f"in epoch {epoch}",
+                    used=structure.samples_per_epoch,
+                )
+            if tagged:
+                progress = structure.progress_at(epoch * per_epoch + position)
+                batch.tag = BatchTag(self.source.name, 0, progress, position, per_epoch)
             yield batch
+
+    def _open(self, epoch: int, position: int) -> None:
+        set_epoch = getattr(self.source.sampler, "set_epoch", None)
+        if set_epoch is not None:
+            set_epoch(epoch)
+        self.epoch = epoch
+        self.indices = self.source.iterate_from(position, f"in epoch {epoch}")

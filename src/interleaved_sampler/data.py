@@ -106,13 +106,18 @@ class InterleavedCollator:
     Args:
         collate_fns: one per source (main first); ``None`` means ``default_collate``.
         names: the sources' names for error messages (default: ``train``, ``callback{i}``).
+        tagged: return :class:`InterleavedBatch` objects; every batch must carry its tag.
     """
 
     def __init__(
-        self, collate_fns: Sequence[CollateFn | None], names: Sequence[str] | None = None
+        self,
+        collate_fns: Sequence[CollateFn | None],
+        names: Sequence[str] | None = None,
+        tagged: bool = False,
     ) -> None:
         self.collate_fns: list[CollateFn] = [fn or default_collate for fn in collate_fns]
         self.names = list(names or source_names([None] * (len(self.collate_fns) - 1)))
+        self.tagged = tagged
 
     def __call__(self, batch: SourceSamples) -> Any:
         if not isinstance(batch, SourceSamples):
@@ -131,9 +136,17 @@ class InterleavedCollator:
                 f"{name_of(collate_fn)}",
             )
             raise
-        if batch.tag is None:
+        if not self.tagged:
             return data
-        assert batch.indices is not None  # set together with the tag
+        if batch.tag is None or batch.indices is None:
+            raise ValueError(
+                "a tagged loader got a batch without its tag: something between the batch "
+                "sampler and the workers re-batched the loader's batches into plain lists "
+                "(e.g. a framework that shards or re-batches the DataLoader); iterate the "
+                "loader that get_data_loader(tagged=True) returns as it is, and shard with "
+                "per-rank samplers (DistributedSampler or SeededRandomSampler(num_replicas=, "
+                "rank=)) instead"
+            )
         return InterleavedBatch.create(data, batch.tag, batch.indices)
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ from interleaved_sampler.config import (
     SamplerIntervalConfig,
     source_names,
 )
-from interleaved_sampler.schedule import Schedule, TrainingProgress
+from interleaved_sampler.schedule import Schedule, TrainingProgress, TrainingSpan
 
 CALLBACK_KEYS = ("name", "length", *INTERVAL_FIELDS, "batch_size")
 # RunPlan fields that flags can set
@@ -124,18 +124,24 @@ class Segment:
 
 def segments(schedule: Schedule) -> Iterator[Segment]:
     """The loader's batches grouped into training stretches and callback passes, in order."""
-    structure, position = schedule.structure, 0
-    update = schedule.start.update
-    for firing in schedule.firings():
-        done = firing.progress.update
-        if done > update:
-            yield Segment(0, position, done - update, structure.progress_at(update))
-            position, update = position + done - update, done
-        batches = schedule.callbacks[firing.callback].batches_per_pass
-        yield Segment(firing.callback + 1, position, batches, firing.progress)
+    position, training = 0, None  # training: the open stretch of training batches
+    for step in schedule.steps():
+        if isinstance(step, TrainingSpan):
+            if training is None:
+                progress = schedule.structure.progress_at(step.first_update)
+                training = Segment(0, position, 0, progress)
+            training = replace(
+                training, batches=training.batches + step.stop_update - step.first_update
+            )
+            continue
+        if training is not None:
+            yield training
+            position, training = position + training.batches, None
+        batches = schedule.callbacks[step.callback].batches_per_pass
+        yield Segment(step.callback + 1, position, batches, step.progress)
         position += batches
-    if schedule.end_update > update:
-        yield Segment(0, position, schedule.end_update - update, structure.progress_at(update))
+    if training is not None:
+        yield training
 
 
 def describe(plan: RunPlan, max_firings: int) -> str:

@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 
 from torch.utils.data import DataLoader
 
-from interleaved_sampler.batching import InterleavedBatchSampler, Source, TaggedBatchSampler
+from interleaved_sampler.batching import InterleavedBatchSampler, Source
 from interleaved_sampler.checks import (
     check_picklable,
     check_type,
@@ -21,8 +21,9 @@ from interleaved_sampler.config import (
     source_names,
 )
 from interleaved_sampler.data import InterleavedCollator, InterleavedDataset
+from interleaved_sampler.loader import InterleavedDataLoader
 from interleaved_sampler.protocols import SizedIterable
-from interleaved_sampler.samplers import dataset_of, repeats_epoch_order
+from interleaved_sampler.samplers import dataset_of
 from interleaved_sampler.schedule import (
     EpochStructure,
     Schedule,
@@ -80,32 +81,26 @@ class InterleavedSampler:
         self.config = config
         self.main_sampler = train_sampler
         self.extra_samplers = callbacks
-        names = source_names([c.name for c in callbacks])
-        self.source_names = names
-        samplers = [train_sampler, *(c.sampler for c in callbacks)]
+        self.sources = _sources(train_sampler, train_collator, callbacks)
+        self.source_names = [source.name for source in self.sources]
         self.dataset = InterleavedDataset(
-            [dataset_of(sampler, name) for sampler, name in zip(samplers, names, strict=True)],
-            names,
+            [source.dataset for source in self.sources], self.source_names
         )
         self.index_offsets = self.dataset.offsets[1:]
         self.collator = InterleavedCollator(
-            [train_collator, *(c.pipeline for c in callbacks)], names
+            [source.collate_fn for source in self.sources], self.source_names
         )
-        lengths = [
-            sampler_len(sampler, name) for sampler, name in zip(samplers, names, strict=True)
-        ]
-        for callback, name, length in zip(callbacks, names[1:], lengths[1:], strict=True):
-            _check_not_empty(callback, name, length)
         self.schedule = Schedule.for_configs(
-            config, lengths[0], list(zip(callbacks, lengths[1:], strict=True))
+            config,
+            self.sources[0].length,
+            [
+                (callback, source.length)
+                for callback, source in zip(callbacks, self.sources[1:], strict=True)
+            ],
         )
         self.batch_size = self.schedule.structure.batch_size
-        self._check_resumable()
-        sources = [
-            Source(*source)
-            for source in zip(samplers, names, self.dataset.offsets, lengths, strict=True)
-        ]
-        self.batch_sampler = InterleavedBatchSampler(self.schedule, sources[0], sources[1:])
+        self.batch_sampler = InterleavedBatchSampler(self.schedule, self.sources)
+        self.batch_sampler.check_resumable(self.schedule.first_position)
 
     @staticmethod
     def calculate_start(config: InterleavedSamplerConfig, sampler_len: int) -> tuple[int, int, int]:
@@ -131,7 +126,7 @@ class InterleavedSampler:
         *,
         tagged: bool = False,
         **dataloader_kwargs: Any,
-    ) -> DataLoader[Any]:
+    ) -> InterleavedDataLoader:
         """The one ``DataLoader`` of the run, over :attr:`dataset` with :attr:`batch_sampler`.
 
         Args:
@@ -158,13 +153,14 @@ class InterleavedSampler:
                 "schedule's order (evaluation passes mixed into training); leave in_order at "
                 "its default, True"
             )
-        batch_sampler: InterleavedBatchSampler | TaggedBatchSampler = self.batch_sampler
+        batch_sampler, collator = self.batch_sampler, self.collator
         if tagged:
-            batch_sampler = TaggedBatchSampler(self.batch_sampler, self.source_names)
-        loader = DataLoader(
+            batch_sampler = InterleavedBatchSampler(self.schedule, self.sources, tagged=True)
+            collator = InterleavedCollator(collator.collate_fns, self.source_names, tagged=True)
+        loader = InterleavedDataLoader(
             self.dataset,
             batch_sampler=batch_sampler,
-            collate_fn=self.collator,  # type: ignore[arg-type]  # gets SourceSamples, not a list
+            collate_fn=collator,
             num_workers=num_workers,
             pin_memory=pin_memory,
             **dataloader_kwargs,
@@ -180,20 +176,6 @@ class InterleavedSampler:
             yield f"the collate function of {name} ({name_of(collate_fn)})", collate_fn
         if loader.worker_init_fn is not None:
             yield f"worker_init_fn ({name_of(loader.worker_init_fn)})", loader.worker_init_fn
-
-    def _check_resumable(self) -> None:
-        schedule = self.schedule
-        per_epoch = schedule.structure.updates_per_epoch
-        mid_epoch = not schedule.evaluation and schedule.start.update % per_epoch != 0
-        if mid_epoch and schedule.train_batches and not repeats_epoch_order(self.main_sampler):
-            raise ValueError(
-                "a start inside an epoch needs a train sampler that repeats its epoch order "
-                "(else the skipped indices are not the ones already trained on), got "
-                f"{type(self.main_sampler).__name__} and a start at update "
-                f"{schedule.start.update} ({per_epoch} updates per epoch); use "
-                "SeededRandomSampler, SequentialSampler or DistributedSampler, or start at "
-                f"an epoch boundary (start_epoch={schedule.start.epoch})"
-            )
 
 
 def _check_arguments(
@@ -220,9 +202,30 @@ def _check_arguments(
     return callbacks
 
 
-def _check_not_empty(callback: SamplerIntervalConfig, name: str, length: int) -> None:
-    if length == 0:
-        raise ValueError(
-            f"the {name} sampler ({type(callback.sampler).__name__}) is empty, got len() == 0; "
-            "a callback pass needs at least one index: remove the callback or give it data"
+def _sources(
+    train_sampler: SizedIterable,
+    train_collator: Callable[..., Any] | None,
+    callbacks: Sequence[SamplerIntervalConfig],
+) -> list[Source]:
+    """One record per dataset of the run: the main one, then one per callback."""
+    names = source_names([callback.name for callback in callbacks])
+    samplers = [(train_sampler, train_collator), *((c.sampler, c.pipeline) for c in callbacks)]
+    datasets = [
+        dataset_of(sampler, name) for (sampler, _), name in zip(samplers, names, strict=True)
+    ]
+    lengths = [
+        sampler_len(sampler, name) for (sampler, _), name in zip(samplers, names, strict=True)
+    ]
+    for (sampler, _), name, length in zip(samplers[1:], names[1:], lengths[1:], strict=True):
+        if length == 0:
+            raise ValueError(
+                f"the {name} sampler ({type(sampler).__name__}) is empty, got len() == 0; "
+                "a callback pass needs at least one index: remove the callback or give it data"
+            )
+    offsets = [sum(len(dataset) for dataset in datasets[:i]) for i in range(len(datasets))]
+    return [
+        Source(sampler, name, dataset, offset, length, collate_fn)
+        for (sampler, collate_fn), name, dataset, offset, length in zip(
+            samplers, names, datasets, offsets, lengths, strict=True
         )
+    ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, ClassVar, Protocol
 
 from interleaved_sampler.config import InterleavedSamplerConfig, SamplerIntervalConfig
 
@@ -28,6 +28,9 @@ class TrainingProgress:
     epoch: int
     update: int
     sample: int
+
+
+NOTHING_DONE = TrainingProgress(0, 0, 0)
 
 
 @dataclass(frozen=True)
@@ -94,8 +97,13 @@ class DueRule(Protocol):
         """The interval length (epochs, updates or samples)."""
         ...
 
-    def is_due(self, structure: EpochStructure, update: int) -> bool:
-        """Whether a pass runs right after update number ``update`` (>= 1)."""
+    @property
+    def field(self) -> str:
+        """The configuration field of the rule (``every_n_epochs``, ...)."""
+        ...
+
+    def next_due(self, structure: EpochStructure, update: int) -> int:
+        """The first update after update number ``update`` (>= 0) after which a pass runs."""
         ...
 
     def count(self, structure: EpochStructure, first: int, last: int) -> int:
@@ -108,12 +116,14 @@ class EveryNEpochs:
     """Due after an update that ends an epoch whose number is a multiple of ``n``."""
 
     n: int
+    field: ClassVar[str] = "every_n_epochs"
 
     def _period(self, structure: EpochStructure) -> int:
         return self.n * structure.updates_per_epoch
 
-    def is_due(self, structure: EpochStructure, update: int) -> bool:
-        return update % self._period(structure) == 0
+    def next_due(self, structure: EpochStructure, update: int) -> int:
+        period = self._period(structure)
+        return (update // period + 1) * period
 
     def count(self, structure: EpochStructure, first: int, last: int) -> int:
         period = self._period(structure)
@@ -125,9 +135,10 @@ class EveryNUpdates:
     """Due after every update whose number is a multiple of ``n``."""
 
     n: int
+    field: ClassVar[str] = "every_n_updates"
 
-    def is_due(self, structure: EpochStructure, update: int) -> bool:
-        return update % self.n == 0
+    def next_due(self, structure: EpochStructure, update: int) -> int:
+        return (update // self.n + 1) * self.n
 
     def count(self, structure: EpochStructure, first: int, last: int) -> int:
         return last // self.n - first // self.n
@@ -138,10 +149,12 @@ class EveryNSamples:
     """Due after an update that reaches or crosses a multiple of ``n`` samples."""
 
     n: int
+    field: ClassVar[str] = "every_n_samples"
 
-    def is_due(self, structure: EpochStructure, update: int) -> bool:
-        before = structure.progress_at(update - 1).sample
-        return before // self.n < structure.progress_at(update).sample // self.n
+    def next_due(self, structure: EpochStructure, update: int) -> int:
+        # The update that reaches or crosses the next multiple of n.
+        next_multiple = (structure.progress_at(update).sample // self.n + 1) * self.n
+        return structure.updates_to_reach(next_multiple)
 
     def count(self, structure: EpochStructure, first: int, last: int) -> int:
         # An update of b samples crosses at least one multiple if b >= n and at most one if
@@ -255,11 +268,50 @@ class BatchTag:
 
 
 @dataclass(frozen=True)
-class Firing:
-    """A callback pass, run right after ``progress.update`` updates (0 in evaluation mode)."""
+class TrainingSpan:
+    """Consecutive training batches inside one epoch, with no pass between them.
+
+    Args:
+        first_update: updates completed before its first batch.
+        stop_update: updates completed after its last batch (``> first_update``).
+    """
+
+    first_update: int
+    stop_update: int
+
+
+@dataclass(frozen=True)
+class CallbackPass:
+    """One pass over callback ``callback``, run right after ``progress.update`` updates.
+
+    Args:
+        callback: the callback's index.
+        progress: the training work completed when the pass runs (all 0 in evaluation mode).
+        first_batch: batches of the pass yielded before (0, unless a run resumes inside it).
+    """
 
     callback: int
     progress: TrainingProgress
+    first_batch: int = 0
+
+
+Step = TrainingSpan | CallbackPass
+
+
+@dataclass(frozen=True)
+class Position:
+    """A place between two batches of a run.
+
+    Args:
+        update: training updates completed.
+        passes_done: of the passes due after update ``update`` (evaluation mode: of all the
+            callbacks), how many are complete.
+        batch_in_pass: batches of the next of those passes already yielded.
+    """
+
+    update: int
+    passes_done: int = 0
+    batch_in_pass: int = 0
 
 
 def start_progress(config: InterleavedSamplerConfig, structure: EpochStructure) -> TrainingProgress:
@@ -290,7 +342,7 @@ def start_progress(config: InterleavedSamplerConfig, structure: EpochStructure) 
                 f"start_update={below.update} or start_update={progress.update})"
             )
         return progress
-    return TrainingProgress(0, 0, 0)
+    return NOTHING_DONE
 
 
 def stop_update(config: InterleavedSamplerConfig, structure: EpochStructure) -> int:
@@ -338,7 +390,7 @@ class Schedule:
         """Compute the schedule of a run; see :func:`start_progress` for the errors."""
         structure = EpochStructure.create(sampler_len, config.batch_size, config.drop_last)
         if config.is_evaluation_run:
-            return cls(structure, tuple(callbacks), True, TrainingProgress(0, 0, 0), 0)
+            return cls(structure, tuple(callbacks), True, NOTHING_DONE, 0)
         start = start_progress(config, structure)
         end = max(start.update, stop_update(config, structure))
         return cls(structure, tuple(callbacks), False, start, end)
@@ -369,12 +421,50 @@ class Schedule:
         """Number of training batches the run yields."""
         return self.end_update - self.start.update
 
-    def due_after(self, update: int) -> list[int]:
-        """Indices of the callbacks that run a pass right after update ``update``."""
+    def fingerprint(self, names: Sequence[str]) -> dict[str, Any]:
+        """The schedule as plain data, for telling whether a saved position belongs to it.
+
+        Args:
+            names: the name of each source: the main one first, then one per callback.
+        """
+        structure = self.structure
+        return {
+            "sampler_len": structure.sampler_len,
+            "batch_size": structure.batch_size,
+            "drop_last": structure.drop_last,
+            "evaluation": self.evaluation,
+            "start_update": self.start.update,
+            "end_update": self.end_update,
+            "callbacks": [
+                {
+                    "name": name,
+                    callback.rule.field: callback.rule.n,
+                    "pass_len": callback.pass_len,
+                    "batch_size": callback.batch_size,
+                }
+                for name, callback in zip(names[1:], self.callbacks, strict=True)
+            ],
+        }
+
+    @property
+    def first_position(self) -> Position:
+        """Where the run starts: before its first batch."""
+        return Position(self.start.update)
+
+    def passes_after(self, update: int) -> list[int]:
+        """The callbacks that run a pass right after update ``update``, in order.
+
+        In evaluation mode that is every callback, "after" update 0. A training run has no
+        passes after its start position: those belong to the run that made the updates.
+        """
+        if self.evaluation:
+            return list(range(len(self.callbacks))) if update == 0 else []
+        if update == self.start.update:
+            return []
         return [
             i
             for i, callback in enumerate(self.callbacks)
-            if callback.rule.is_due(self.structure, update)
+            if callback.rule.next_due(self.structure, update - 1) == update
         ]
 
     def passes(self, callback: int) -> int:
@@ -384,45 +474,92 @@ class Schedule:
         rule = self.callbacks[callback].rule
         return rule.count(self.structure, self.start.update, self.end_update)
 
+    def batches_before(self, update: int) -> int:
+        """Batches of the run before training batch ``update`` (the one that completes update
+        ``update + 1``): the training batches from the start, and every pass due up to update
+        ``update``. ``batches_before(end_update)`` is the whole training run."""
+        first = self.start.update
+        return (update - first) + sum(
+            callback.rule.count(self.structure, first, update) * callback.batches_per_pass
+            for callback in self.callbacks
+        )
+
     @property
     def num_batches(self) -> int:
         """Exact number of batches of the run, computed without iterating anything."""
-        return self.train_batches + sum(
-            self.passes(i) * callback.batches_per_pass for i, callback in enumerate(self.callbacks)
-        )
-
-    def firings(self) -> Iterator[Firing]:
-        """Every callback pass of the run, in order (iterates updates: for plans and tests)."""
         if self.evaluation:
-            for i in range(len(self.callbacks)):
-                yield Firing(i, TrainingProgress(0, 0, 0))
-            return
-        for update in range(self.start.update + 1, self.end_update + 1):
-            for i in self.due_after(update):
-                yield Firing(i, self.structure.progress_at(update))
+            return sum(callback.batches_per_pass for callback in self.callbacks)
+        return self.batches_before(self.end_update)
 
-    def tags(self, names: Sequence[str]) -> Iterator[BatchTag]:
-        """The :class:`BatchTag` of every batch of the run, in the order of the batches.
+    def seek(self, batches: int) -> Position:
+        """The position right after the first ``batches`` batches of the run, by arithmetic.
 
-        Args:
-            names: the name of each source: the main one first, then one per callback.
+        A binary search over the updates (:meth:`batches_before` is closed form), then a
+        walk over the few passes that follow one update.
+
+        Raises:
+            ValueError: ``batches`` is not in ``[0, num_batches]``.
+
+        Example:
+            >>> from interleaved_sampler.config import InterleavedSamplerConfig
+            >>> plan = CallbackPlan(EveryNUpdates(2), pass_len=5, batch_size=4)
+            >>> config = InterleavedSamplerConfig(batch_size=4, max_updates=4)
+            >>> schedule = Schedule.create(config, sampler_len=16, callbacks=[plan])
+            >>> schedule.seek(3)  # train, train, pass batch 0: inside the pass after update 2
+            Position(update=2, passes_done=0, batch_in_pass=1)
         """
-        if self.evaluation:
-            for i in range(len(self.callbacks)):
-                yield from self._pass_tags(i, names[i + 1], TrainingProgress(0, 0, 0))
-            return
-        structure = self.structure
-        per_epoch = structure.updates_per_epoch
-        for update in range(self.start.update, self.end_update):
-            yield BatchTag(
-                names[0], 0, structure.progress_at(update), update % per_epoch, per_epoch
+        if not 0 <= batches <= self.num_batches:
+            raise ValueError(
+                f"a position must be in [0, {self.num_batches}] batches (the run's length), "
+                f"got {batches}"
             )
-            for i in self.due_after(update + 1):
-                yield from self._pass_tags(i, names[i + 1], structure.progress_at(update + 1))
+        if self.evaluation:
+            return self._position_in_passes(0, batches)
+        low, high = self.start.update, self.end_update
+        while low < high:  # the last training batch that starts at or before `batches`
+            middle = (low + high + 1) // 2
+            if self.batches_before(middle) <= batches:
+                low = middle
+            else:
+                high = middle - 1
+        rest = batches - self.batches_before(low)
+        if rest == 0:
+            return Position(low, len(self.passes_after(low)))
+        return self._position_in_passes(low + 1, rest - 1)
 
-    def _pass_tags(
-        self, callback: int, name: str, progress: TrainingProgress
-    ) -> Iterator[BatchTag]:
-        batches = self.callbacks[callback].batches_per_pass
-        for position in range(batches):
-            yield BatchTag(name, callback + 1, progress, position, batches)
+    def _position_in_passes(self, update: int, batches: int) -> Position:
+        """The position ``batches`` batches into the passes that follow update ``update``."""
+        due = self.passes_after(update)
+        for done, callback in enumerate(due):
+            size = self.callbacks[callback].batches_per_pass
+            if batches < size:
+                return Position(update, done, batches)
+            batches -= size
+        return Position(update, len(due))
+
+    def steps(self, start: Position | None = None) -> Iterator[Step]:
+        """The run from ``start`` (default: its beginning) as training spans and passes.
+
+        This is the one walk of the schedule: the batch sampler, the tags and the plan all
+        follow it. Each rule's next due update is computed in closed form, so the walk costs
+        one step per span and pass, not per update.
+        """
+        position = start or self.first_position
+        update, structure = position.update, self.structure
+        progress = structure.progress_at(update) if not self.evaluation else NOTHING_DONE
+        for i, callback in enumerate(self.passes_after(update)[position.passes_done :]):
+            yield CallbackPass(callback, progress, position.batch_in_pass if i == 0 else 0)
+        if self.evaluation:
+            return
+        rules = [callback.rule for callback in self.callbacks]
+        next_due = [rule.next_due(structure, update) for rule in rules]
+        per_epoch = structure.updates_per_epoch
+        while update < self.end_update:
+            epoch_end = (update // per_epoch + 1) * per_epoch
+            stop = min(self.end_update, epoch_end, *next_due)
+            yield TrainingSpan(update, stop)
+            update = stop
+            for i, due in enumerate(next_due):
+                if due == update:
+                    yield CallbackPass(i, structure.progress_at(update))
+                    next_due[i] = rules[i].next_due(structure, update)

@@ -1,0 +1,68 @@
+"""The run's one ``DataLoader``, with the state protocol at the position the loop consumed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from torch.utils.data import DataLoader
+
+from interleaved_sampler.batching import InterleavedBatchSampler
+from interleaved_sampler.state import make_state
+
+
+class InterleavedDataLoader(DataLoader[Any]):
+    """A ``torch.utils.data.DataLoader`` over an interleaved run that can checkpoint.
+
+    :meth:`state_dict` is the position right after the batches the loop has received from
+    ``next()`` (not the ones the workers have prefetched); :meth:`load_state_dict` before
+    iterating makes the next ``iter()`` yield exactly the rest of the run, tags included.
+    Build it with :meth:`InterleavedSampler.get_data_loader
+    <interleaved_sampler.InterleavedSampler.get_data_loader>`.
+
+    Example:
+        >>> from torch.utils.data import SequentialSampler
+        >>> from interleaved_sampler import InterleavedSampler, InterleavedSamplerConfig
+        >>> def make_loader():
+        ...     config = InterleavedSamplerConfig(batch_size=2, max_epochs=2)
+        ...     return InterleavedSampler(SequentialSampler(range(6)), config).get_data_loader()
+        >>> loader = make_loader()
+        >>> stream = iter(loader)
+        >>> next(stream).tolist(), next(stream).tolist()
+        ([0, 1], [2, 3])
+        >>> state = loader.state_dict()  # save it with the model
+        >>> resumed = make_loader()
+        >>> resumed.load_state_dict(state)
+        >>> [batch.tolist() for batch in resumed]
+        [[4, 5], [0, 1], [2, 3], [4, 5]]
+    """
+
+    batch_sampler: InterleavedBatchSampler
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._consumed = 0
+
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
+        # Read before the workers start: prefetching starts the batch sampler's iteration.
+        self._consumed = self.batch_sampler.resume_position
+        return self._count_consumed(super().__iter__())
+
+    def _count_consumed(self, batches: Iterator[Any]) -> Iterator[Any]:
+        for batch in batches:
+            self._consumed += 1
+            yield batch
+
+    def state_dict(self) -> dict[str, Any]:
+        """The position after the batches the loop has consumed (plain, JSON-able data)."""
+        return make_state(self.batch_sampler.fingerprint, self._consumed)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Make the next ``iter()`` yield the rest of the run after the position ``state``.
+
+        Raises:
+            ValueError: ``state`` belongs to another schedule or version, or the samplers
+                cannot replay the order its position needs (see the batch sampler's).
+        """
+        self.batch_sampler.load_state_dict(state)
+        self._consumed = self.batch_sampler.resume_position

@@ -1,0 +1,387 @@
+"""The state protocol: a loader or batch sampler saved after any batch resumes exactly."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from itertools import islice
+from typing import Any
+
+import pytest
+import torch
+from helpers import IdentityDataset, seq
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scenarios import Scenario, scenarios
+from spec_model import ModelTag, model_batches
+from torch.utils.data import DataLoader, RandomSampler, Sampler, SequentialSampler
+
+from interleaved_sampler import InterleavedSampler, InterleavedSamplerConfig, SamplerIntervalConfig
+
+# (source_index, dataset-local indices, progress, batch_in_pass, batches_in_pass)
+Row = tuple[int, list[int], tuple[int, int, int], int, int]
+
+
+def rows(batches: Any) -> list[Row]:
+    return [
+        (b.source_index, list(b.indices), tuple(vars(b.progress).values()), b.batch_in_pass,
+         b.batches_in_pass)
+        for b in batches
+    ]  # fmt: skip
+
+
+def model_rows(scenario: Scenario, sampler: InterleavedSampler) -> list[Row]:
+    tags: list[ModelTag] = []
+    main, config = scenario.model()
+    offsets = [0, *sampler.index_offsets]
+    out = []
+    for (source, indices), (progress, position, count) in zip(
+        model_batches(main, config, tags), tags, strict=True
+    ):
+        local = [index - offsets[source] for index in indices]
+        out.append((source, local, progress, position, count))
+    return out
+
+
+def consume(loader: Any, count: int) -> Iterator[Any]:
+    """Start iterating ``loader`` and receive its first ``count`` batches."""
+    stream = iter(loader)
+    for _ in islice(stream, count):
+        pass
+    return stream
+
+
+def through_json(state: dict[str, Any]) -> dict[str, Any]:
+    state = json.loads(json.dumps(state))
+    assert isinstance(state, dict)
+    return state
+
+
+def resumed(scenario: Scenario, state: dict[str, Any], **loader_args: Any) -> list[Row]:
+    loader = scenario.sampler().get_data_loader(tagged=True, **loader_args)
+    loader.load_state_dict(through_json(state))
+    return rows(loader)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenarios(), st.data())
+def test_a_loader_saved_after_any_batch_resumes_exactly(scenario: Scenario, data: Any) -> None:
+    try:
+        sampler = scenario.sampler()
+    except ValueError:
+        return
+    full = rows(sampler.get_data_loader(tagged=True))
+    assert full == model_rows(scenario, sampler)
+    stops = [*data.draw(st.lists(st.integers(0, len(full)), max_size=4)), 0, len(full)]
+    for k in stops:
+        loader = scenario.sampler().get_data_loader(tagged=True)
+        stream = consume(loader, k)
+        state = loader.state_dict()
+        assert state["batches"] == k
+        assert resumed(scenario, state) == full[k:]
+        assert rows(stream) == full[k:]  # saving does not disturb the running loader
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenarios(), st.data())
+def test_a_batch_sampler_saved_after_any_batch_resumes_exactly(
+    scenario: Scenario, data: Any
+) -> None:
+    try:
+        sampler = scenario.sampler()
+    except ValueError:
+        return
+    full = [list(batch) for batch in sampler.batch_sampler]
+    k = data.draw(st.integers(0, len(full)))
+    saved = scenario.sampler().batch_sampler
+    consume(saved, k)
+    state = saved.state_dict()
+    assert state["batches"] == k
+    fresh = scenario.sampler().batch_sampler
+    fresh.load_state_dict(through_json(state))
+    assert [list(batch) for batch in fresh] == full[k:]
+    assert [list(batch) for batch in fresh] == full  # the next iteration starts over
+
+
+def eval_every_3() -> InterleavedSampler:
+    """Two epochs of 10 updates, a 3-batch pass every 5 updates and a 2-batch one per epoch."""
+    return InterleavedSampler(
+        seq(20),
+        InterleavedSamplerConfig(batch_size=2, max_epochs=2, drop_last=False),
+        callback_samplers=[
+            SamplerIntervalConfig(seq(5, base=100), every_n_updates=5, batch_size=2, name="val"),
+            SamplerIntervalConfig(seq(4, base=200), every_n_epochs=1, batch_size=2, name="test"),
+        ],
+    )
+
+
+@pytest.mark.parametrize("method", ["fork", pytest.param("spawn", marks=pytest.mark.slow)])
+def test_the_consumed_position_with_prefetching_workers(method: str) -> None:
+    full = rows(eval_every_3().get_data_loader(tagged=True))
+    assert len(full) == 20 + 4 * 3 + 2 * 2
+    args = {"num_workers": 2, "multiprocessing_context": method}
+    # inside an epoch, inside a pass, right after a pass, between the two passes after
+    # update 10, and the end
+    for k in (2, 6, 8, 16, 36) if method == "fork" else (16,):
+        loader = eval_every_3().get_data_loader(tagged=True, **args)
+        stream = consume(loader, k)
+        state = loader.state_dict()  # the workers have prefetched beyond k by now
+        del stream
+        assert state["batches"] == k
+        assert resumed_sampler(eval_every_3, state, **args) == full[k:]
+
+
+def resumed_sampler(make: Any, state: dict[str, Any], **loader_args: Any) -> list[Row]:
+    loader = make().get_data_loader(tagged=True, **loader_args)
+    loader.load_state_dict(state)
+    return rows(loader)
+
+
+def test_persistent_workers_resume_and_then_start_over() -> None:
+    full = rows(eval_every_3().get_data_loader(tagged=True))
+    loader = eval_every_3().get_data_loader(tagged=True, num_workers=2, persistent_workers=True)
+    loader.load_state_dict(through_json(eval_state(7)))
+    assert rows(loader) == full[7:]
+    assert loader.state_dict()["batches"] == len(full)
+    assert rows(loader) == full
+
+
+def eval_state(batches: int) -> dict[str, Any]:
+    loader = eval_every_3().get_data_loader()
+    consume(loader, batches)
+    return loader.state_dict()
+
+
+@pytest.mark.parametrize("snapshot_every", [1, 5])
+def test_torchdata_stateful_dataloader_resumes_without_fast_forwarding(
+    snapshot_every: int,
+) -> None:
+    stateful = pytest.importorskip("torchdata.stateful_dataloader")
+
+    def make() -> tuple[InterleavedSampler, Any]:
+        sampler = eval_every_3()
+        loader = stateful.StatefulDataLoader(
+            sampler.dataset,
+            batch_sampler=sampler.batch_sampler,
+            collate_fn=sampler.collator,
+            num_workers=2,
+            snapshot_every_n_steps=snapshot_every,
+        )
+        return sampler, loader
+
+    sampler, loader = make()
+    assert isinstance(sampler.batch_sampler, stateful.Stateful)
+    full = [batch.tolist() for batch in loader]
+    for k in (3, 5, 10, 13):
+        _, loader = make()
+        stream = consume(loader, k)
+        state = loader.state_dict()
+        del stream
+        sampler, loader = make()
+        loader.load_state_dict(state)
+        produced = []
+        for batch in loader:
+            produced.append(sampler.batch_sampler.state_dict()["batches"])
+            assert batch.tolist() == full[k + len(produced) - 1]
+        assert len(produced) == len(full) - k
+        assert produced[0] > k  # the batch sampler started at k: nothing was fast-forwarded
+
+
+class CountingSampler(Sampler[int]):
+    """A sequential sampler that counts its iterations and every index it is asked for."""
+
+    repeats_epoch_order = True
+
+    def __init__(self, data_source: Any) -> None:
+        self.data_source = data_source
+        self.iterations = 0
+        self.requested: list[int] = []  # per iteration
+
+    def __len__(self) -> int:
+        return len(self.data_source)
+
+    def __iter__(self) -> Iterator[int]:
+        self.iterations += 1
+        self.requested.append(0)
+        for index in range(len(self.data_source)):
+            self.requested[-1] += 1
+            yield index
+
+
+def test_a_resume_in_the_last_epoch_iterates_the_main_sampler_once() -> None:
+    def make() -> tuple[CountingSampler, Any]:
+        main = CountingSampler(IdentityDataset(10))
+        config = InterleavedSamplerConfig(batch_size=3, max_epochs=100)
+        callbacks = [SamplerIntervalConfig(seq(4, base=50), every_n_epochs=7)]
+        return main, InterleavedSampler(main, config, callback_samplers=callbacks)
+
+    main, sampler = make()
+    total = len(sampler.batch_sampler)
+    k = total - 2  # inside the last epoch: batch 2 of its 3
+    state = {"version": 1, "fingerprint": sampler.batch_sampler.fingerprint, "batches": k}
+    sampler.batch_sampler.load_state_dict(state)
+    assert [list(batch) for batch in sampler.batch_sampler] == [[3, 4, 5], [6, 7, 8]]
+    assert main.iterations == 1
+    assert main.requested == [9]  # 3 skipped without loading, 6 used; the 10th is dropped
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenarios())
+def test_the_main_sampler_is_asked_for_exactly_the_indices_each_epoch_uses(
+    scenario: Scenario,
+) -> None:
+    try:
+        sampler = scenario.sampler()
+    except ValueError:
+        return
+    counting = CountingSampler(range(len(sampler.main_sampler)))
+    counted = InterleavedSampler(
+        counting, scenario.config(), callback_samplers=sampler.extra_samplers
+    )
+    list(counted.batch_sampler)
+    structure = counted.schedule.structure
+    per_epoch, used = structure.updates_per_epoch, structure.samples_per_epoch
+    start, end = counted.schedule.start.update, counted.schedule.end_update
+    if counted.schedule.evaluation or start == end:
+        assert counting.requested == []
+        return
+    expected = []
+    for epoch in range(start // per_epoch, -(-end // per_epoch)):
+        first = max(start, epoch * per_epoch) - epoch * per_epoch
+        last = min(end, (epoch + 1) * per_epoch) - epoch * per_epoch
+        expected.append(min(last * structure.batch_size, used) if last else 0)
+        assert first <= last
+    assert counting.requested == expected
+
+
+@pytest.mark.parametrize("drop_last", [True, False])
+def test_random_sampler_runs_give_the_reference_orders(drop_last: bool) -> None:
+    """torch's RandomSampler draws a new permutation when asked past its end: reading one
+    index too many per epoch would change every later epoch's order."""
+
+    def random_sampler() -> RandomSampler:
+        return RandomSampler(range(11), generator=torch.Generator().manual_seed(7))
+
+    config = InterleavedSamplerConfig(batch_size=4, max_epochs=4, drop_last=drop_last)
+    ours = [list(b) for b in InterleavedSampler(random_sampler(), config).batch_sampler]
+    reference = random_sampler()
+    expected = []
+    for _ in range(4):  # the reference reads exactly S = 8 (drop_last) or 11 indices per epoch
+        epoch = list(islice(iter(reference), 8 if drop_last else 11))
+        expected += [epoch[i : i + 4] for i in range(0, len(epoch), 4)]
+    assert ours == expected
+
+
+def test_a_state_is_small_plain_data() -> None:
+    small = eval_state(5)
+    long_run = InterleavedSampler(
+        seq(20), InterleavedSamplerConfig(batch_size=2, max_updates=10**9)
+    ).get_data_loader()
+    consume(long_run, 5)
+    assert through_json(small) == small
+    assert len(json.dumps(long_run.state_dict())) < len(json.dumps(small)) + 20
+    assert small["version"] == 1 and small["batches"] == 5
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        (lambda s: s.update(batches=-1), "batches must be an int >= 0, got -1"),
+        (lambda s: s.update(batches=10**6), "must be in [0, 36] batches"),
+        (lambda s: s.update(version=99), "version 99"),
+        (lambda s: s["fingerprint"].update(end_update=7), "end_update: the state has 7"),
+        (lambda s: s["fingerprint"]["callbacks"][1].update(name="t"), "callbacks[1].name"),
+        (lambda s: s.pop("fingerprint"), "keys version, fingerprint, batches"),
+    ],
+)
+def test_foreign_or_broken_states_are_refused(change: Any, named: str) -> None:
+    state = eval_state(4)
+    change(state)
+    loader = eval_every_3().get_data_loader()
+    with pytest.raises(ValueError) as error:
+        loader.load_state_dict(state)
+    assert named in str(error.value)
+
+
+def test_a_state_of_another_schedule_names_what_differs() -> None:
+    other = InterleavedSampler(
+        seq(20),
+        InterleavedSamplerConfig(batch_size=2, max_epochs=3, drop_last=False),
+        callback_samplers=[
+            SamplerIntervalConfig(seq(6, base=100), every_n_updates=5, batch_size=2, name="val"),
+            SamplerIntervalConfig(seq(4, base=200), every_n_epochs=1, batch_size=2, name="test"),
+        ],
+    ).get_data_loader()
+    with pytest.raises(ValueError) as error:
+        other.load_state_dict(eval_state(4))
+    message = str(error.value)
+    assert "end_update: the state has 20, this run has 30" in message
+    assert "callbacks[0].pass_len: the state has 5, this run has 6" in message
+
+
+def test_a_mid_epoch_state_needs_a_sampler_that_repeats_its_order() -> None:
+    def make() -> InterleavedSampler:
+        return InterleavedSampler(
+            RandomSampler(range(8)), InterleavedSamplerConfig(batch_size=2, max_epochs=2)
+        )
+
+    state = make().batch_sampler.state_dict()
+    state["batches"] = 1
+    with pytest.raises(ValueError, match="got RandomSampler and a start at update 1"):
+        make().get_data_loader().load_state_dict(state)
+    state["batches"] = 4  # an epoch boundary
+    loader = make().get_data_loader()
+    loader.load_state_dict(state)
+    assert len(list(loader)) == 4
+
+
+def test_a_mid_pass_state_needs_a_callback_sampler_that_repeats_its_order() -> None:
+    def make() -> InterleavedSampler:
+        callback = SamplerIntervalConfig(RandomSampler(range(6)), every_n_updates=1, batch_size=2)
+        return InterleavedSampler(
+            SequentialSampler(range(4)),
+            InterleavedSamplerConfig(batch_size=2, max_updates=2),
+            callback_samplers=[callback],
+        )
+
+    state = make().batch_sampler.state_dict()
+    state["batches"] = 2  # train, then batch 1 of the pass
+    with pytest.raises(ValueError, match=r"resume inside a pass .*\(RandomSampler\)"):
+        make().batch_sampler.load_state_dict(state)
+    state["batches"] = 4  # right after the pass
+    sampler = make()
+    sampler.batch_sampler.load_state_dict(state)
+    assert list(next(iter(sampler.batch_sampler))) == [2, 3]
+
+
+def test_a_tagged_loader_whose_batches_lost_their_tags_raises() -> None:
+    loader = eval_every_3().get_data_loader(tagged=True)
+    rebatched = DataLoader(
+        loader.dataset,
+        batch_sampler=[list(batch) for batch in loader.batch_sampler],
+        collate_fn=loader.collate_fn,
+    )
+    with pytest.raises(ValueError, match="a tagged loader got a batch without its tag"):
+        next(iter(rebatched))
+
+
+class JumpingSampler(CountingSampler):
+    """A counting sampler that can start an epoch at any position (``iter_from``)."""
+
+    def __init__(self, data_source: Any) -> None:
+        super().__init__(data_source)
+        self.jumps: list[int] = []
+
+    def iter_from(self, position: int) -> Iterator[int]:
+        self.jumps.append(position)
+        return iter(range(position, len(self.data_source)))
+
+
+def test_a_mid_epoch_resume_jumps_with_iter_from_where_the_sampler_has_it() -> None:
+    main = JumpingSampler(IdentityDataset(10))
+    sampler = InterleavedSampler(main, InterleavedSamplerConfig(batch_size=3, max_epochs=3))
+    state = sampler.batch_sampler.state_dict()
+    state["batches"] = 7  # epoch 2, after its first batch
+    sampler.batch_sampler.load_state_dict(state)
+    assert [list(batch) for batch in sampler.batch_sampler] == [[3, 4, 5], [6, 7, 8]]
+    assert main.jumps == [3] and main.iterations == 0

@@ -16,7 +16,6 @@ from torchrun_worker import load_example
 ROOT = Path(__file__).resolve().parents[1]
 example = load_example("accelerate_train")
 TINY = example.RunConfig()  # 96 samples, batch 8, 2 epochs: 24 updates, val every 5
-HAS_STATE = hasattr(example.make_loader(TINY, 1, 0), "state_dict")
 
 
 def expected(world: int, rank: int) -> list[list[Any]]:
@@ -36,14 +35,14 @@ def test_one_process_follows_the_schedule() -> None:
     assert [update for update, _ in result.results] == [5, 10, 15, 20]
 
 
-@pytest.mark.skipif(not HAS_STATE, reason="needs the loader state protocol of main")
 @pytest.mark.parametrize("workers", [0, 2])
 def test_one_process_resumes_exactly(tmp_path: Path, workers: int) -> None:
-    accelerator = Accelerator(cpu=True)
-    full = example.run(example.RunConfig(workers=workers), accelerator)
+    # a new Accelerator per run, as in a new process: one registers its objects for good
+    full = example.run(example.RunConfig(workers=workers), Accelerator(cpu=True))
     state = tmp_path / "state"
-    first = example.run(example.RunConfig(workers=workers, stop_at=7, state=state), accelerator)
-    rest = example.run(example.RunConfig(workers=workers, resume=state), accelerator)
+    stop = example.RunConfig(workers=workers, stop_at=7, state=state)
+    first = example.run(stop, Accelerator(cpu=True))
+    rest = example.run(example.RunConfig(workers=workers, resume=state), Accelerator(cpu=True))
     assert as_lists(first.seen + rest.seen) == as_lists(full.seen)
     assert (first.updates, rest.updates) == (7, 24)
     for name, value in full.weights.items():
@@ -70,7 +69,6 @@ def test_two_processes_follow_one_schedule_on_their_shards(ranks: list[dict[str,
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-@pytest.mark.skipif(not HAS_STATE, reason="needs the loader state protocol of main")
 def test_two_processes_resume_exactly(ranks: list[dict[str, Any]]) -> None:
     for record in ranks:
         stopped, resumed, full = record["stopped"], record["resumed"], record["full"]

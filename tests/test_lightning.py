@@ -20,10 +20,6 @@ from interleaved_sampler.integrations.lightning import trainer_arguments
 ROOT = Path(__file__).resolve().parents[1]
 example = load_example("lightning_train")
 TINY = example.RunConfig()  # 96 samples, batch 8, 2 epochs: 24 updates, val every 5
-HAS_STATE = hasattr(example.make_loader(TINY, 1, 0), "state_dict")
-needs_state = pytest.mark.skipif(
-    not HAS_STATE, reason="needs the loader state protocol (state_dict/load_state_dict) of main"
-)
 
 
 def expected(world: int, rank: int) -> list[tuple[str, int, list[int]]]:
@@ -92,7 +88,6 @@ def test_untagged_loader_is_refused() -> None:
         trainer.fit(example.Regression(), sampler.get_data_loader())
 
 
-@needs_state
 @pytest.mark.parametrize("workers", [0, 2])
 @pytest.mark.parametrize("stop_at", [7, 12])  # inside the first epoch, at its end
 def test_resume_from_a_mid_run_checkpoint_equals_the_uninterrupted_run(

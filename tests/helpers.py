@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
+from subprocess import PIPE
 from typing import Any
 
+import pytest
 import torch
 from torch.utils.data import Dataset, SequentialSampler
 
@@ -95,3 +102,28 @@ def run(
 
 def as_lists(loader: Any) -> list[Any]:
     return [b.tolist() if isinstance(b, torch.Tensor) else b for b in loader]
+
+
+def torchrun(script: Path, args: list[str], timeout: float, nproc: int = 2) -> str:
+    """Run ``script`` under ``torchrun --standalone`` with ``nproc`` ranks; its stdout.
+
+    Fails the test if the launch fails, or kills it with its ranks (a session of its own)
+    and fails if it runs longer than ``timeout`` seconds: a hang never stalls the suite.
+    """
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root / "src"), str(root / "tests")]))
+    command = [
+        *(sys.executable, "-m", "torch.distributed.run", "--standalone"),
+        *(f"--nproc-per-node={nproc}", str(script), *args),
+    ]
+    launch = subprocess.Popen(
+        command, env=env, stdout=PIPE, stderr=PIPE, text=True, start_new_session=True
+    )
+    try:
+        stdout, stderr = launch.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(launch.pid, signal.SIGKILL)
+        stdout, stderr = launch.communicate()
+        pytest.fail(f"torchrun hung for {timeout} s:\n{stdout}\n{stderr[-5000:]}")
+    assert launch.returncode == 0, f"torchrun failed:\n{stdout}\n{stderr[-5000:]}"
+    return stdout

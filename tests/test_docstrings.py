@@ -12,7 +12,7 @@ import interleaved_sampler
 
 MODULES = sorted(
     name
-    for _, name, _ in pkgutil.iter_modules(interleaved_sampler.__path__, "interleaved_sampler.")
+    for _, name, _ in pkgutil.walk_packages(interleaved_sampler.__path__, "interleaved_sampler.")
     if name != "interleaved_sampler.__main__"
 )
 

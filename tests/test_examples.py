@@ -8,6 +8,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from torchrun_worker import load_example
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -55,3 +56,24 @@ def test_quickstart() -> None:
     epoch1 = train * 4 + val + train * 2 + test
     epoch2 = train * 2 + val + train * 4 + val + test
     assert kinds == epoch1 + epoch2
+
+
+@pytest.mark.parametrize("workers", ["0", "2"])
+@pytest.mark.parametrize("stop_after", ["5", "21"])  # after an evaluation batch, at the end
+def test_torchdata_example_resumes_exactly(
+    workers: str, stop_after: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert load("torchdata_resume").main(["--stop-after", stop_after, "--workers", workers])
+    assert f"21 batches; stopped after {stop_after}" in capsys.readouterr().out
+
+
+def test_lightning_example_cli(capsys: pytest.CaptureFixture[str]) -> None:
+    outcome = load_example("lightning_train").main(["--epochs", "1", "--val-every", "4"])
+    assert outcome.global_step == 12
+    assert "update   4  val mse" in capsys.readouterr().out
+
+
+def test_accelerate_example_cli(capsys: pytest.CaptureFixture[str]) -> None:
+    outcome = load_example("accelerate_train").main(["--epochs", "1", "--val-every", "4"])
+    assert outcome.updates == 12
+    assert "update   4  val mse" in capsys.readouterr().out

@@ -8,16 +8,12 @@ process. A hang fails the launch at its timeout instead of stalling the suite.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
-from subprocess import PIPE
 from typing import Any
 
 import pytest
 import torch
+from helpers import torchrun
 from torchrun_worker import evaluation_data, load_example, per_sample_outputs, random_run, stream
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,22 +27,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(LAUNCH_TIMEOUT + 60)]
 def ranks(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
     """Launch 2 ranks once; their results, rank 0 first."""
     out = tmp_path_factory.mktemp("torchrun")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "src"), str(ROOT / "tests")]))
-    command = [
-        *(sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"),
-        *(str(ROOT / "tests" / "torchrun_worker.py"), str(out), ",".join(map(str, SEEDS))),
-    ]
-    # a session of its own, so that a hang kills torchrun and its ranks, not only torchrun
-    launch = subprocess.Popen(
-        command, env=env, stdout=PIPE, stderr=PIPE, text=True, start_new_session=True
-    )
-    try:
-        stdout, stderr = launch.communicate(timeout=LAUNCH_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        os.killpg(launch.pid, signal.SIGKILL)
-        stdout, stderr = launch.communicate()
-        pytest.fail(f"torchrun hung for {LAUNCH_TIMEOUT} s:\n{stdout}\n{stderr[-5000:]}")
-    assert launch.returncode == 0, f"torchrun failed:\n{stdout}\n{stderr[-5000:]}"
+    worker = ROOT / "tests" / "torchrun_worker.py"
+    torchrun(worker, [str(out), ",".join(map(str, SEEDS))], LAUNCH_TIMEOUT)
     return [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
 
 

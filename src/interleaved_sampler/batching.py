@@ -17,6 +17,19 @@ from interleaved_sampler.state import make_state, read_state
 _END = object()
 
 
+def _no_single_batch_size(batch_sampler: object) -> int:
+    """Refuse a framework that reads ``batch_size`` to re-batch or re-shard the batches."""
+    raise TypeError(
+        f"{type(batch_sampler).__name__} has no single batch_size and must not be re-batched or "
+        "re-sharded (it yields training batches and whole evaluation passes in schedule order, "
+        "and shards through its per-source samplers). Accelerate: call "
+        "accelerator.prepare(model, optimizer) without the loader and build the loader with "
+        "per-rank samplers (DistributedSampler or SeededRandomSampler(num_replicas=..., "
+        "rank=...)); Lightning: Trainer(use_distributed_sampler=False). "
+        "See docs/frameworks.md"
+    )
+
+
 @dataclass(frozen=True)
 class Source:
     """One dataset of the run: its sampler, name, place in the concatenation and length.
@@ -83,7 +96,12 @@ class InterleavedBatchSampler(Sampler[list[int]]):
         sources: the main (training) source, then one per callback in the order of
             ``schedule.callbacks``.
         tagged: attach its :class:`~interleaved_sampler.schedule.BatchTag` to every batch.
+
+    Reading ``batch_size`` raises ``TypeError``: it is how Accelerate and Lightning detect
+    a batch sampler they may re-batch or re-shard, which would break the schedule.
     """
+
+    batch_size = property(_no_single_batch_size)
 
     def __init__(self, schedule: Schedule, sources: Sequence[Source], tagged: bool = False) -> None:
         self.schedule = schedule

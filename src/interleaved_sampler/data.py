@@ -10,7 +10,8 @@ source's collate function.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Sequence
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -213,6 +214,49 @@ class InterleavedBatch:
     def pin_memory(self) -> InterleavedBatch:
         """A copy whose ``data`` is in pinned memory (the DataLoader's pin thread calls this)."""
         return replace(self, data=pin_memory(self.data))  # type: ignore[no-untyped-call]
+
+    def to(self, *args: Any, **kwargs: Any) -> InterleavedBatch:
+        """A copy whose ``data`` is moved by ``Tensor.to(*args, **kwargs)``, tags kept.
+
+        Every tensor in ``data`` is moved, however nested in dicts, lists, tuples, named
+        tuples and dataclasses; so are objects with a ``to`` method. This is what the
+        device-transfer helpers of Lightning, Fabric and Accelerate call.
+
+        Args:
+            *args: the arguments of ``Tensor.to``, e.g. a device or a dtype.
+            **kwargs: its keyword arguments, e.g. ``non_blocking=True``.
+
+        Example:
+            >>> import torch
+            >>> from interleaved_sampler.schedule import BatchTag, TrainingProgress
+            >>> tag = BatchTag("train", 0, TrainingProgress(0, 0, 0), 0, 1)
+            >>> b = InterleavedBatch.create({"x": [torch.zeros(2)]}, tag, [0, 1])
+            >>> moved = b.to("meta")
+            >>> moved.data["x"][0].device, moved.source, moved.indices
+            (device(type='meta'), 'train', [0, 1])
+        """
+        return replace(self, data=move_data(self.data, *args, **kwargs))
+
+
+def move_data(data: Any, *args: Any, **kwargs: Any) -> Any:
+    """``data`` with every tensor (and object with a ``to`` method) ``.to(*args, **kwargs)``,
+    rebuilt with the same containers: mappings, lists, tuples, named tuples, dataclasses."""
+    if hasattr(data, "to") and callable(data.to) and not isinstance(data, type):
+        return data.to(*args, **kwargs)
+    if isinstance(data, Mapping):
+        return type(data)({k: move_data(v, *args, **kwargs) for k, v in data.items()})  # type: ignore[call-arg]
+    if isinstance(data, tuple) and hasattr(data, "_fields"):  # a named tuple
+        return type(data)(*(move_data(v, *args, **kwargs) for v in data))
+    if isinstance(data, (list, tuple)):
+        return type(data)(move_data(v, *args, **kwargs) for v in data)
+    if dataclasses.is_dataclass(data) and not isinstance(data, type):
+        moved = {
+            f.name: move_data(getattr(data, f.name), *args, **kwargs)
+            for f in dataclasses.fields(data)
+            if f.init
+        }
+        return replace(data, **moved)
+    return data
 
 
 def _head(indices: list[int], shown: int = 8) -> str:

@@ -137,7 +137,8 @@ class InterleavedSampler:
                 position in its pass) instead of bare collated batches.
             **dataloader_kwargs: any other ``DataLoader`` argument (``prefetch_factor``,
                 ``persistent_workers``, ``multiprocessing_context``, ...), except those
-                the sampler sets itself (batching, sampling, ``collate_fn``).
+                the sampler sets itself (batching, sampling, ``collate_fn``) and
+                ``in_order=False``.
         """
         owned = sorted(_OWNED_LOADER_ARGS.intersection(dataloader_kwargs))
         if owned:
@@ -145,6 +146,12 @@ class InterleavedSampler:
                 f"get_data_loader() got {', '.join(owned)}, which the interleaved sampler sets "
                 "itself; configure batching in InterleavedSamplerConfig and "
                 "SamplerIntervalConfig (pipeline= for collate functions)"
+            )
+        if not dataloader_kwargs.get("in_order", True):
+            raise TypeError(
+                "get_data_loader() got in_order=False, which lets batches arrive out of the "
+                "schedule's order (evaluation passes mixed into training); leave in_order at "
+                "its default, True"
             )
         batch_sampler, collator = self.batch_sampler, self.collator
         if tagged:

@@ -1,0 +1,93 @@
+"""Hugging Face Accelerate: examples/accelerate_train.py in one process and in two (torchrun,
+gloo), exact resume through save_state/load_state, and the refusal of a prepared loader."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from accelerate import Accelerator
+from helpers import torchrun
+from torchrun_worker import load_example
+
+ROOT = Path(__file__).resolve().parents[1]
+example = load_example("accelerate_train")
+TINY = example.RunConfig()  # 96 samples, batch 8, 2 epochs: 24 updates, val every 5
+
+
+def expected(world: int, rank: int) -> list[list[Any]]:
+    """What the loop must see: the loader's batches in order."""
+    loader = example.make_loader(TINY, world, rank)
+    return [[b.source, b.progress.update, b.indices] for b in loader]
+
+
+def as_lists(seen: list[Any]) -> list[list[Any]]:
+    return [[source, update, list(indices)] for source, update, indices in seen]
+
+
+def test_one_process_follows_the_schedule() -> None:
+    result = example.run(TINY, Accelerator(cpu=True))
+    assert as_lists(result.seen) == expected(1, 0)
+    assert result.updates == 24
+    assert [update for update, _ in result.results] == [5, 10, 15, 20]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_one_process_resumes_exactly(tmp_path: Path, workers: int) -> None:
+    # a new Accelerator per run, as in a new process: one registers its objects for good
+    full = example.run(example.RunConfig(workers=workers), Accelerator(cpu=True))
+    state = tmp_path / "state"
+    stop = example.RunConfig(workers=workers, stop_at=7, state=state)
+    first = example.run(stop, Accelerator(cpu=True))
+    rest = example.run(example.RunConfig(workers=workers, resume=state), Accelerator(cpu=True))
+    assert as_lists(first.seen + rest.seen) == as_lists(full.seen)
+    assert (first.updates, rest.updates) == (7, 24)
+    for name, value in full.weights.items():
+        assert torch.equal(rest.weights[name], value), name
+
+
+@pytest.fixture(scope="module")
+def ranks(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+    out = tmp_path_factory.mktemp("accelerate")
+    torchrun(ROOT / "tests" / "accelerate_worker.py", [str(out)], timeout=240)
+    return [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_two_processes_follow_one_schedule_on_their_shards(ranks: list[dict[str, Any]]) -> None:
+    assert [r["world"] for r in ranks] == [2, 2]
+    for rank, record in enumerate(ranks):
+        assert record["full"]["seen"] == expected(2, rank)
+        assert record["full"]["updates"] == 12
+    assert ranks[0]["full"]["results"] == ranks[1]["full"]["results"]
+    assert ranks[0]["full"]["weights"] == ranks[1]["full"]["weights"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_two_processes_resume_exactly(ranks: list[dict[str, Any]]) -> None:
+    for record in ranks:
+        stopped, resumed, full = record["stopped"], record["resumed"], record["full"]
+        assert stopped["seen"] + resumed["seen"] == full["seen"]
+        assert resumed["weights"] == full["weights"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("mode", ["default", "even_batches=False", "split_batches"])
+def test_prepared_loader_is_refused_with_the_fix(ranks: list[dict[str, Any]], mode: str) -> None:
+    for record in ranks:
+        error = record["prepare"][mode]
+        assert error.startswith("TypeError"), error
+        assert "accelerator.prepare(model, optimizer) without the loader" in error
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_dispatched_tagged_batches_fail_before_any_step(ranks: list[dict[str, Any]]) -> None:
+    """Accelerate concatenates dispatched batches: tagged ones cannot be (its TypeError)."""
+    assert ranks[0]["prepare"]["dispatch_batches"].startswith("TypeError")

@@ -15,8 +15,9 @@ from torch.utils.data import SequentialSampler
 
 from interleaved_sampler import InterleavedSampler, SamplerIntervalConfig
 from interleaved_sampler.cli import main
-from interleaved_sampler.plan import RunPlan, segments
-from interleaved_sampler.timeline import plot_timeline
+from interleaved_sampler.extras import MissingExtraError
+from interleaved_sampler.plan import RunPlan
+from interleaved_sampler.timeline import plot_timeline, segments
 
 EXAMPLE = Path(__file__).parent.parent / "docs" / "plan_example.yaml"
 
@@ -217,6 +218,6 @@ def test_plot_without_matplotlib_says_how_to_install_it(
 ) -> None:
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # makes the import fail
     plan = RunPlan.from_dict({"length": 10, "batch_size": 4, "max_epochs": 1})
-    with pytest.raises(SystemExit, match=r"interleaved-sampler\[plot\]"):
+    with pytest.raises(MissingExtraError, match=r"pip install -e '\.\[plot\]'.*sampler\[plot\]'"):
         plot_timeline(plan.schedule(), plan.names, tmp_path / "t.png")
     assert not (tmp_path / "t.png").exists()

@@ -19,6 +19,7 @@ from torch.utils.data import SequentialSampler, TensorDataset
 
 from interleaved_sampler.config import InterleavedSamplerConfig, SamplerIntervalConfig
 from interleaved_sampler.data import InterleavedBatch
+from interleaved_sampler.extras import require
 from interleaved_sampler.sampler import InterleavedSampler
 from interleaved_sampler.samplers import SeededRandomSampler
 from interleaved_sampler.schedule import TrainingProgress
@@ -140,30 +141,34 @@ def save_checkpoint(
 def load_checkpoint(
     path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, args: argparse.Namespace
 ) -> tuple[int, Metrics]:
-    """Restore model and optimizer; return the updates done and the latest metrics."""
+    """Restore model and optimizer; return the updates done and the latest metrics.
+
+    Raises:
+        ValueError: there is no checkpoint, or it was written with other run settings.
+    """
     if not path.is_file():
-        raise SystemExit(f"--resume: no checkpoint at {path}; run without --resume first")
+        raise ValueError(f"--resume: no checkpoint at {path}; run without --resume first")
     state = torch.load(path, weights_only=True)
     for name, value in state["settings"].items():
         if getattr(args, name) != value:
             option = "--" + name.replace("_", "-")
-            raise SystemExit(f"--resume: the checkpoint was written with {option} {value}")
+            raise ValueError(f"--resume: the checkpoint was written with {option} {value}")
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     return int(state["progress"]["update"]), state["metrics"]
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        from tqdm import tqdm
-    except ImportError as error:  # pragma: no cover - tqdm is in the cli extra
-        raise SystemExit("the demo needs tqdm: pip install 'interleaved-sampler[cli]'") from error
+    tqdm = require("tqdm", "the demo's progress bar").tqdm
     torch.manual_seed(args.seed)
     model = torch.nn.Linear(8, 1)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.02, momentum=0.9)
     start, metrics = 0, Metrics()
     if args.resume:
-        start, metrics = load_checkpoint(args.checkpoint, model, optimizer, args)
+        try:
+            start, metrics = load_checkpoint(args.checkpoint, model, optimizer, args)
+        except ValueError as error:
+            raise SystemExit(str(error)) from None
     sampler = build_sampler(args, start)
     schedule = sampler.schedule
     loader = sampler.get_data_loader(num_workers=args.workers, tagged=True)

@@ -149,7 +149,8 @@ def test_e5_start_sample_must_be_a_multiple_of_batch_size() -> None:
     [
         ({"drop_last": "maybe"}, ("drop_last", "'maybe'", "valid boolean")),
         ({"evaluation": [1]}, ("evaluation", "[1]", "valid boolean")),
-        ({"max_epoch": 3}, ("max_epoch", "Extra inputs are not permitted")),
+        ({"max_epoch": 3}, ("unknown field 'max_epoch'", "did you mean 'max_epochs'?")),
+        ({"zzz": 3}, ("unknown field 'zzz'; valid fields: batch_size, drop_last, max_epochs",)),
     ],
 )
 def test_e6_wrong_types_and_unknown_fields(kwargs: dict[str, Any], fragments: tuple[str]) -> None:
@@ -164,7 +165,8 @@ def test_e6_callback_name_must_be_a_string_and_fields_known() -> None:
     assert_names(error, "name", "input_value=3", "valid string")
     with pytest.raises(ValidationError) as error:
         every(seq(3), every_n_epoch=3)
-    assert_names(error, "every_n_epoch", "Unexpected keyword argument")
+    assert_names(error, "unknown field 'every_n_epoch'", "did you mean 'every_n_epochs'?")
+    assert "every_n_epochs, every_n_updates, every_n_samples, batch_size, name" in str(error.value)
 
 
 @pytest.mark.parametrize(
@@ -187,7 +189,13 @@ def test_e8_intervals_must_be_positive(field: str) -> None:
 def test_e9_every_n_samples_needs_a_batch_size() -> None:
     with pytest.raises(ValidationError) as error:
         SamplerIntervalConfig(seq(3), every_n_samples=10)
-    assert_names(error, "batch_size is required with every_n_samples=10", "batch_size=None")
+    assert_names(
+        error,
+        "batch_size is required with every_n_samples=10",
+        "sample-based passes are scheduled by sample counts",
+        "batch size must be explicit",
+        "batch_size=None",
+    )
 
 
 @pytest.mark.parametrize("value", [5, None])
@@ -195,6 +203,12 @@ def test_e10_callback_sampler_must_be_a_sampler(value: Any) -> None:
     with pytest.raises(ValidationError) as error:
         SamplerIntervalConfig(value, every_n_epochs=1)
     assert_names(error, "sampler must be a sampler", f"got {value!r}", "__len__")
+
+
+def test_e10_a_dataset_instead_of_a_sampler_gets_a_hint() -> None:
+    with pytest.raises(ValidationError) as error:
+        SamplerIntervalConfig(PidDataset(5), every_n_epochs=1)
+    assert_names(error, "got the dataset PidDataset (5 samples)", "e.g. SequentialSampler(dataset)")
 
 
 def test_e11_pipeline_must_be_callable() -> None:
@@ -221,6 +235,17 @@ def test_e12_argument_types(kwargs: dict[str, Any], fragments: tuple[str]) -> No
     with pytest.raises(TypeError) as error:
         InterleavedSampler(**arguments)
     assert_names(error, *fragments)
+
+
+def test_e12_a_dataset_as_train_sampler_gets_a_hint() -> None:
+    with pytest.raises(TypeError) as error:
+        InterleavedSampler(PidDataset(7), config())  # type: ignore[arg-type]
+    assert_names(
+        error,
+        "train_sampler must be a sampler (with __iter__ and __len__)",
+        "got the dataset PidDataset (7 samples)",
+        "pass a sampler over the dataset, e.g. SeededRandomSampler(dataset)",
+    )
 
 
 def test_e12_a_single_callback_config_is_not_a_list() -> None:

@@ -1,11 +1,7 @@
 """``demo``: train a small model with two periodic evaluations through one tagged DataLoader.
 
-The run trains a linear model on a built-in synthetic regression set and evaluates a
-validation set every ``--eval-every`` updates and a test set after every epoch. It shows a
-progress bar with the true total, prints a metrics table per evaluation and writes a
-checkpoint (model, optimizer, progress, latest metrics) when it ends or stops early
-(``--stop-after-updates``); ``--resume`` continues from it to exactly the final metrics of
-an uninterrupted run.
+See :data:`DESCRIPTION` (the command's help) for what it does; :func:`build_sampler` for the
+run's configuration.
 """
 
 from __future__ import annotations
@@ -29,21 +25,40 @@ Metrics = dict[str, dict[str, float]]
 RUN_SETTINGS = ("seed", "batch_size")
 
 
+DESCRIPTION = """\
+Train a small model with two periodic evaluations through one tagged DataLoader: a linear
+model on a built-in synthetic regression set, a validation pass every --eval-every updates and
+a test pass after every epoch. It shows a progress bar with the true total and a metrics table
+per evaluation, and writes a checkpoint (model, optimizer, progress, latest metrics) when it
+ends or stops early (--stop-after-updates). --resume continues from the checkpoint to exactly
+the metrics of an uninterrupted run.
+"""
+# The options that define the run, with their defaults: a resumed run repeats them.
+RUN_OPTIONS: dict[str, tuple[Any, str]] = {
+    "epochs": (3, "epochs to train"),
+    "batch_size": (32, "training batch size"),
+    "workers": (2, "DataLoader worker processes"),
+    "seed": (0, "model init and sample order"),
+    "eval_every": (50, "validation interval (updates)"),
+    "checkpoint": (Path("runs/demo/checkpoint.pt"), "checkpoint file"),
+}
+
+
 def add_parser(subparsers: Any) -> None:
+    """Register the ``demo`` command.
+
+    Args:
+        subparsers: the ``add_subparsers()`` object of the main parser.
+    """
     parser = subparsers.add_parser(
         "demo",
         help="train a small model with two periodic evaluations",
-        description=__doc__,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description=DESCRIPTION,
+        formatter_class=_HelpFormatter,
     )
-    parser.add_argument("--epochs", type=int, default=3, help="epochs to train")
-    parser.add_argument("--batch-size", type=int, default=32, help="training batch size")
-    parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
-    parser.add_argument("--seed", type=int, default=0, help="model init and sample order")
-    parser.add_argument("--eval-every", type=int, default=50, help="validation interval (updates)")
-    parser.add_argument(
-        "--checkpoint", type=Path, default=Path("runs/demo/checkpoint.pt"), help="checkpoint file"
-    )
+    for name, (default, text) in RUN_OPTIONS.items():
+        flag = "--" + name.replace("_", "-")
+        parser.add_argument(flag, type=type(default), default=default, help=text)
     parser.add_argument("--resume", action="store_true", help="continue from --checkpoint")
     parser.add_argument(
         "--stop-after-updates",
@@ -113,7 +128,7 @@ def table(title: str, rows: dict[str, dict[str, float]]) -> str:
     width = max(len(name) for name in rows)
     lines = [title, "  " + " ".join([" " * width, *(f"{c:>10}" for c in columns)])]
     for name, row in rows.items():
-        lines.append("  " + " ".join([f"{name:<{width}}", *(f"{row[c]:10.6f}" for c in columns)]))
+        lines.append("  " + " ".join([f"{name:<{width}}", *(f"{row[c]:10.4g}" for c in columns)]))
     return "\n".join(lines)
 
 
@@ -158,7 +173,12 @@ def load_checkpoint(
     return int(state["progress"]["update"]), state["metrics"]
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The description as written, and every option's default."""
+
+
 def run(args: argparse.Namespace) -> int:
+    """The ``demo`` command: train, evaluate, write the checkpoint."""
     tqdm = require("tqdm", "the demo's progress bar").tqdm
     torch.manual_seed(args.seed)
     model = torch.nn.Linear(8, 1)
@@ -176,13 +196,15 @@ def run(args: argparse.Namespace) -> int:
         f"{len(loader)} batches from update {schedule.start.update}: "
         f"{schedule.train_batches} training, {len(loader) - schedule.train_batches} evaluation"
     )
-    done = schedule.start.update
+    done, stopped = schedule.start.update, False
     errors: list[torch.Tensor] = []
     batch: InterleavedBatch
     with tqdm(loader, total=len(loader), unit="batch") as bar:
         for batch in bar:
             if batch.source == "train":
                 if args.stop_after_updates is not None and done >= args.stop_after_updates:
+                    stopped = True
+                    bar.set_description_str(f"stopped at update {done}")
                     break
                 bar.set_postfix(
                     loss=f"{train_step(model, optimizer, batch.data):.4f}", refresh=False
@@ -201,13 +223,39 @@ def run(args: argparse.Namespace) -> int:
     progress = schedule.structure.progress_at(done)
     save_checkpoint(args.checkpoint, model, optimizer, progress, metrics, args)
     print(f"checkpoint: {args.checkpoint} (epoch {progress.epoch}, update {progress.update})")
-    print("final metrics (exact): " + final_line(metrics))
+    if stopped:
+        end = schedule.end_update
+        print(f"stopped at update {done} of {end} (--stop-after-updates); continue with:")
+        print(resume_command(args))
+        print("latest metrics: " + metrics_line(metrics))
+    else:
+        print("final metrics: " + metrics_line(metrics))
     return 0
 
 
-def final_line(metrics: Metrics) -> str:
-    """The latest metrics of every evaluation, in full precision (``repr``)."""
+def resume_command(args: argparse.Namespace) -> str:
+    """The command that continues this run from its checkpoint.
+
+    Example:
+        >>> resume_command(argparse.Namespace(**{n: d for n, (d, _) in RUN_OPTIONS.items()}))
+        'python -m interleaved_sampler demo --resume'
+    """
+    options = [
+        f"--{name.replace('_', '-')} {getattr(args, name)}"
+        for name, (default, _) in RUN_OPTIONS.items()
+        if getattr(args, name) != default
+    ]
+    return " ".join(["python -m interleaved_sampler demo --resume", *options])
+
+
+def metrics_line(metrics: Metrics) -> str:
+    """The latest metrics of every evaluation, to 4 significant digits.
+
+    Example:
+        >>> metrics_line({"test": {"mse": 0.0123456, "mae": 0.1}})
+        'test mae=0.1 mse=0.01235'
+    """
     return "; ".join(
-        f"{source} " + " ".join(f"{name}={value!r}" for name, value in sorted(values.items()))
+        f"{source} " + " ".join(f"{name}={value:.4g}" for name, value in sorted(values.items()))
         for source, values in sorted(metrics.items())
     )

@@ -23,6 +23,7 @@ from faulty import (
     failing_collate,
     note,
 )
+from helpers import batches, seq
 from pydantic import ValidationError
 from torch.utils.data import RandomSampler, SequentialSampler
 
@@ -43,10 +44,6 @@ def assert_names(error: pytest.ExceptionInfo[BaseException], *fragments: str) ->
         assert fragment in text, f"{fragment!r} not in {text!r}"
 
 
-def seq(length: int) -> SequentialSampler[Any]:
-    return SequentialSampler(range(length))
-
-
 def config(**kwargs: Any) -> InterleavedSamplerConfig:
     return InterleavedSamplerConfig(**{"batch_size": 2, "max_epochs": 1, **kwargs})
 
@@ -55,10 +52,6 @@ def every(sampler: Any, **kwargs: Any) -> SamplerIntervalConfig:
     if not any(key.startswith("every_n_") for key in kwargs):
         kwargs["every_n_epochs"] = 1
     return SamplerIntervalConfig(sampler, **kwargs)
-
-
-def batches(sampler: InterleavedSampler) -> list[list[int]]:
-    return [list(batch) for batch in sampler.batch_sampler]
 
 
 # --- configuration: pydantic ValidationError -------------------------------------------------
@@ -275,7 +268,7 @@ def test_e14_sampler_len_must_be_a_valid_length(length: Any, got: str) -> None:
 def test_e15_empty_train_sampler_in_a_training_run() -> None:
     with pytest.raises(ValueError) as error:
         InterleavedSampler(seq(0), config())
-    assert_names(error, "train) sampler is empty", "got len() == 0", "evaluation=True")
+    assert_names(error, "the main (train) sampler is empty", "got len() == 0", "evaluation=True")
     # evaluation only: the train sampler is never used, so it may be empty
     evaluation = InterleavedSampler(
         seq(0), config(evaluation=True), callback_samplers=[every(seq(3))]
@@ -430,7 +423,12 @@ def test_e22_train_sampler_yields_fewer_than_its_len() -> None:
     assert [next(stream), next(stream)] == [[0, 1], [2, 3]]  # the batches before the shortfall
     with pytest.raises(ValueError) as error:
         next(stream)
-    assert_names(error, "the train sampler (LyingSampler)", "yielded only 5", "len() is 10")
+    assert_names(
+        error,
+        "the train sampler (LyingSampler)",
+        "yielded only 5 indices in epoch 0",
+        "len() is 10",
+    )
 
 
 def test_e22_callback_yields_fewer_than_its_len() -> None:
@@ -438,7 +436,9 @@ def test_e22_callback_yields_fewer_than_its_len() -> None:
     sampler = InterleavedSampler(seq(2), config(), callback_samplers=[callback])
     with pytest.raises(ValueError) as error:
         batches(sampler)
-    assert_names(error, "the val sampler (LyingSampler)", "yielded only 3", "len() is 6")
+    assert_names(
+        error, "the val sampler (LyingSampler)", "yielded only 3 indices in one pass", "len() is 6"
+    )
 
 
 @pytest.mark.parametrize("actual", [5, None])
@@ -448,7 +448,9 @@ def test_e23_train_sampler_yields_more_than_its_len(actual: int | None) -> None:
     assert [next(stream), next(stream)] == [[0, 1], [2, 3]]
     with pytest.raises(ValueError) as error:
         next(stream)
-    assert_names(error, "the train sampler (LyingSampler)", "more than its len() = 4")
+    assert_names(
+        error, "the train sampler (LyingSampler)", "more than its len() = 4 indices in epoch 0"
+    )
 
 
 @pytest.mark.parametrize("actual", [5, None])
@@ -457,7 +459,9 @@ def test_e23_callback_yields_more_than_its_len(actual: int | None) -> None:
     sampler = InterleavedSampler(seq(2), config(), callback_samplers=[callback])
     with pytest.raises(ValueError) as error:
         batches(sampler)
-    assert_names(error, "the callback0 sampler (LyingSampler)", "more than its len() = 3")
+    assert_names(
+        error, "the callback0 sampler (LyingSampler)", "more than its len() = 3 indices in one pass"
+    )
 
 
 def test_e24_index_outside_the_dataset() -> None:

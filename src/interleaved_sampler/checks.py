@@ -38,8 +38,10 @@ def not_a_sampler(field: str, value: object, example: str) -> str:
     A dataset (indexable and sized, but no sampler) gets the hint to wrap it in a sampler.
 
     Example:
-        >>> not_a_sampler("sampler", {"a": 1}.values(), "SequentialSampler(dataset)")[:52]
-        'sampler must be a sampler (with __iter__ and __len__)'
+        >>> from torch.utils.data import TensorDataset
+        >>> dataset = TensorDataset(torch.zeros(3))
+        >>> not_a_sampler("sampler", dataset, "SequentialSampler(dataset)").split("; ")[1]
+        'pass a sampler over the dataset, e.g. SequentialSampler(dataset)'
     """
     expected = f"{field} must be a sampler (with __iter__ and __len__)"
     if hasattr(value, "__getitem__") and isinstance(value, Sized):

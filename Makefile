@@ -28,8 +28,8 @@ test-slow: $(STAMP)
 	$(PY) -m pytest -m slow
 
 lint: $(STAMP)
-	$(PY) -m ruff check src tests benchmarks examples
-	$(PY) -m ruff format --check src tests benchmarks examples
+	$(PY) -m ruff check src tests benchmarks examples docs/_ext
+	$(PY) -m ruff format --check src tests benchmarks examples docs/_ext
 	$(PY) -m mypy
 
 docs: $(DOCS_STAMP)

@@ -99,7 +99,7 @@ def test_scenario_counts() -> None:
     assert (TINY.updates_per_epoch, TINY.epochs_started, TINY.evaluations) == (5, 3, 2)
     assert TINY.samples_loaded == 12 * 4 + 2 * (6 + 3)
     assert TINY.worker_bound_s == pytest.approx(66 * 0.1 / 1000 / 2)
-    default = Scenario()  # the README's scenario: 400 updates of 32, 8 passes over 512
+    default = Scenario()  # docs/performance.md's scenario: 400 updates of 32, 8 passes of 512
     assert default.samples_loaded == 16896
     assert default.worker_bound_s == pytest.approx(16.896)
     assert variant("per-dataset").startups(default) == (4 + 8) * 2

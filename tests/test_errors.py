@@ -1,4 +1,4 @@
-"""One test per entry of the README's error catalogue (E1..E26) and per documented non-error
+"""One test per entry of the error catalogue (docs/errors.md, E1..E26) and per documented non-error
 (N1..N4): each triggers the condition and checks that the message names the field or
 sampler, the value and what is valid."""
 

@@ -82,7 +82,7 @@ def test_documented_example_matches_the_loaders_batches(
     for name, *_, passes_, batch_count in table_after(lines, "callback    length"):
         assert int(passes_) == sum(b.source == name and b.batch_in_pass == 0 for b in batches)
         assert int(batch_count) == sum(b.source == name for b in batches)
-    # the numbers the README quotes for this example
+    # the numbers docs/cli.md quotes for this example
     assert total == "total: 82 batches = 64 training + 18 callback"
 
 

@@ -33,7 +33,7 @@ lint: $(STAMP)
 	$(PY) -m mypy
 
 docs: $(DOCS_STAMP)
-	$(PY) -m mkdocs build --strict --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
 
 dist-check: $(STAMP)
 	PY=$(PY) bash .ci/check_dist

@@ -1,4 +1,4 @@
-"""The README's usage example, runnable: one loader for training and two evaluations."""
+"""A usage example, runnable: one loader for training and two evaluations."""
 
 from __future__ import annotations
 

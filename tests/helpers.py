@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from subprocess import PIPE
 from typing import Any
@@ -54,21 +53,6 @@ class EpochRecordingSampler(SequentialSampler):
 
     def set_epoch(self, epoch: int) -> None:
         self.epochs.append(epoch)
-
-
-class ListSampler:
-    """Yields a fixed list of indices; ``length`` is what ``len()`` claims (may lie)."""
-
-    def __init__(self, data_source: Any, indices: list[int], length: int | None = None) -> None:
-        self.data_source = data_source
-        self.indices = indices
-        self.length = len(indices) if length is None else length
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.indices)
-
-    def __len__(self) -> int:
-        return self.length
 
 
 def tagged_collate(samples: list[int]) -> tuple[str, list[int]]:

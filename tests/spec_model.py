@@ -1,6 +1,6 @@
-"""A plain, obviously-correct model of the SPEC's schedule, written as nested loops.
+"""A plain, obviously-correct model of the schedule (docs/schedule.md), as nested loops.
 
-It shares no code with the library: it reads the samplers and follows the SPEC's words
+It shares no code with the library: it reads the samplers and follows the words of the page
 step by step. Tests compare the library against it.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 
 
 class SpecError(Exception):
-    """The SPEC says this configuration must fail with a clear error."""
+    """docs/schedule.md says this configuration must fail with a clear error."""
 
 
 @dataclass
@@ -40,7 +40,7 @@ class ModelConfig:
     callbacks: list[ModelCallback] = field(default_factory=list)
 
 
-# What the SPEC says a tagged batch carries: (epoch, update, sample) when it is handed out,
+# What docs/schedule.md says a tagged batch carries: (epoch, update, sample) when handed out,
 # its position in its pass (training: in its epoch) and the number of batches of that pass.
 ModelTag = tuple[tuple[int, int, int], int, int]
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from typing import Any
 
 import pytest
-from helpers import IdentityDataset, ListSampler, callback, seq
+from helpers import seq
 from pydantic import ValidationError
 
 import interleaved_sampler
@@ -63,67 +62,3 @@ class TestReferenceApi:
         config = SamplerIntervalConfig(seq(3), every_n_epochs=2)
         with pytest.raises(ValidationError, match="every_n_epochs"):
             config.every_n_epochs = 0
-
-
-class TestCoreErrors:
-    def test_empty_main_sampler_in_training(self) -> None:
-        config = InterleavedSamplerConfig(batch_size=2, max_epochs=1)
-        with pytest.raises(ValueError, match=r"main \(train\) sampler is empty, got len\(\) == 0"):
-            InterleavedSampler(seq(0), config)
-
-    @pytest.mark.parametrize("field", ["batch_size"])
-    def test_batch_size_zero(self, field: str) -> None:
-        with pytest.raises(ValidationError, match=r"batch_size\n.*>= 1\), got 0"):
-            InterleavedSamplerConfig(batch_size=0, max_epochs=1)
-
-    def test_sampler_without_dataset(self) -> None:
-        config = InterleavedSamplerConfig(batch_size=2, max_epochs=1)
-        with pytest.raises(TypeError, match=r"train sampler list exposes no dataset.*data_source"):
-            InterleavedSampler([0, 1], config)  # type: ignore[arg-type]
-
-    def test_empty_callback(self) -> None:
-        config = InterleavedSamplerConfig(batch_size=2, max_epochs=1)
-        cb = SamplerIntervalConfig(seq(0), every_n_epochs=1, name="val")
-        with pytest.raises(ValueError, match=r"the val sampler \(SequentialSampler\) is empty"):
-            InterleavedSampler(seq(4), config, callback_samplers=[cb])
-
-    @pytest.mark.parametrize(
-        ("indices", "claimed", "message"),
-        [
-            ([0, 1, 2], 4, r"yielded only 3 indices in epoch 0, but its len\(\) is 4"),
-        ],
-    )
-    def test_main_sampler_whose_len_lies(
-        self, indices: list[int], claimed: int, message: str
-    ) -> None:
-        main = ListSampler(IdentityDataset(4), indices, claimed)
-        config = InterleavedSamplerConfig(batch_size=2, drop_last=False, max_epochs=1)
-        sampler = InterleavedSampler(main, config)  # type: ignore[arg-type]
-        with pytest.raises(ValueError, match=r"the train sampler \(ListSampler\) " + message):
-            list(sampler.batch_sampler)
-
-    @pytest.mark.parametrize(
-        ("indices", "claimed", "message"),
-        [
-            ([0, 1], 3, r"yielded only 2 indices in one pass, but its len\(\) is 3"),
-            ([0, 1, 2], 2, r"yielded more than its len\(\) = 2 indices in one pass"),
-        ],
-    )
-    def test_callback_sampler_whose_len_lies(
-        self, indices: list[int], claimed: int, message: str
-    ) -> None:
-        cb = SamplerIntervalConfig(ListSampler(IdentityDataset(3), indices, claimed),
-                                   every_n_epochs=1)  # fmt: skip
-        config = InterleavedSamplerConfig(batch_size=2, max_epochs=1)
-        sampler = InterleavedSampler(seq(2), config, callback_samplers=[cb])
-        with pytest.raises(ValueError, match=r"the callback0 sampler \(ListSampler\) " + message):
-            list(sampler.batch_sampler)
-
-    def test_index_outside_the_dataset_is_caught_in_the_loader(self) -> None:
-        main = ListSampler(IdentityDataset(4), [0, 1, 2, 5])
-        config = InterleavedSamplerConfig(batch_size=2, max_epochs=1)
-        cb: Any = callback(3, every_n_epochs=1)
-        loader = InterleavedSampler(main, config, callback_samplers=[cb]).get_data_loader()  # type: ignore[arg-type]
-        with pytest.raises(IndexError, match=r"train yielded an index outside its dataset, "
-                           r"got 5; valid: 0..3"):  # fmt: skip
-            list(loader)

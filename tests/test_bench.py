@@ -22,18 +22,22 @@ from interleaved_sampler import (
     InterleavedSamplerConfig,
     SamplerIntervalConfig,
     TrainingProgress,
+    bench,
 )
 from interleaved_sampler.bench import (
     VARIANTS,
     Datasets,
+    Recorder,
     SampleMismatchError,
     Scenario,
     StartupCounter,
+    Variant,
     check_same_samples,
     check_tag,
     run_benchmark,
     run_once,
     tree_memory,
+    variant,
 )
 from interleaved_sampler.cli import main
 from interleaved_sampler.data import InterleavedBatch
@@ -71,14 +75,34 @@ TINY_ARGS = [
 ]
 
 
+NAMES = [v.name for v in VARIANTS]
+
+
+def skipping_the_last_batch(
+    scenario: Scenario, data: Datasets, common: dict[str, Any], rec: Recorder
+) -> None:
+    """A variant that loses samples: the training batches only, without the very last one."""
+    config = InterleavedSamplerConfig(batch_size=scenario.batch_size, max_updates=scenario.updates)
+    sampler = InterleavedSampler(SequentialSampler(data.train), config)
+    for batch in list(rec.fetch(sampler.get_data_loader(**common)))[:-1]:
+        rec.consume(batch, 0.0)
+
+
+def test_an_added_variant_gets_the_same_samples_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    lossy = Variant("lossy", skipping_the_last_batch, lambda s: 1, "tab:blue")
+    monkeypatch.setattr(bench, "VARIANTS", (VARIANTS[0], lossy))
+    with pytest.raises(SampleMismatchError, match="lossy and interleaved consumed different"):
+        run_benchmark(TINY, repeats=1, memory_interval_s=0.05, log=lambda line: None)
+
+
 def test_scenario_counts() -> None:
     assert (TINY.updates_per_epoch, TINY.epochs_started, TINY.evaluations) == (5, 3, 2)
     assert TINY.samples_loaded == 12 * 4 + 2 * (6 + 3)
     assert TINY.worker_bound_s == pytest.approx(66 * 0.1 / 1000 / 2)
-    default = Scenario()  # the README's scenario: 400 updates of 32, 8 passes over 512
+    default = Scenario()  # docs/performance.md's scenario: 400 updates of 32, 8 passes of 512
     assert default.samples_loaded == 16896
     assert default.worker_bound_s == pytest.approx(16.896)
-    assert default.expected_startups("per-dataset") == (4 + 8) * 2
+    assert variant("per-dataset").startups(default) == (4 + 8) * 2
 
 
 def test_every_variant_consumes_the_schedule_with_the_expected_pools() -> None:
@@ -86,11 +110,11 @@ def test_every_variant_consumes_the_schedule_with_the_expected_pools() -> None:
     report = run_benchmark(TINY, repeats=2, memory_interval_s=0.05, log=lines.append)
     assert len(report.runs) == len(lines) == 6
     # alternating, the order rotated each round
-    assert [run.variant for run in report.runs] == [*VARIANTS, *VARIANTS[1:], VARIANTS[0]]
+    assert [run.variant for run in report.runs] == [*NAMES, *NAMES[1:], NAMES[0]]
     # one pool; a pool per epoch (3) and per pass (2 x 2); a pool per dataset (3); 2 workers each
-    startups = {variant: report.summary(variant).startups for variant in VARIANTS}
+    startups = {name: report.summary(name).startups for name in NAMES}
     assert startups == {"interleaved": 2, "per-dataset": 14, "persistent": 6}
-    assert all(TINY.expected_startups(v) == n for v, n in startups.items())
+    assert all(variant(name).startups(TINY) == n for name, n in startups.items())
     for run in report.runs:
         assert 0 < run.wait_s < run.wall_s
         assert run.peak_pss > 0 and 0 < run.peak_uss <= run.peak_pss
@@ -99,7 +123,7 @@ def test_every_variant_consumes_the_schedule_with_the_expected_pools() -> None:
 
 def test_phases_are_the_interleaved_schedule() -> None:
     context = multiprocessing.get_context("fork")
-    _, trace = run_once("interleaved", TINY, Datasets.of(TINY), context, 0.05)
+    _, trace = run_once(variant("interleaved"), TINY, Datasets.of(TINY), context, 0.05)
     assert [source for source, _ in trace] == [0, 1, 2, 0, 1, 2, 0]
     assert [len(indices) for _, indices in trace] == [20, 6, 3, 20, 6, 3, 8]
     assert trace[1][1] == tuple(range(6)) and trace[2][1] == tuple(range(3))
@@ -145,13 +169,13 @@ def test_cli_prints_the_table_and_writes_the_chart(
     args = ["--start-method=fork", "--repeats=1", f"--plot={chart}", f"--json={results}"]
     assert main([*TINY_ARGS, *args]) == 0
     out = capsys.readouterr().out
-    for row in (*VARIANTS, "worker-bound limit"):
+    for row in (*NAMES, "worker-bound limit"):
         assert f"| {row} |" in out
     assert "wall persistent / interleaved" in out and "peak PSS persistent / interleaved" in out
     assert chart.read_bytes().startswith(b"\x89PNG")
     written = json.loads(results.read_text())
     assert written["scenario"]["eval_sizes"] == [6, 3]
-    assert sorted(run["variant"] for run in written["runs"]) == sorted(VARIANTS)
+    assert sorted(run["variant"] for run in written["runs"]) == sorted(NAMES)
     assert {run["startups"] for run in written["runs"]} == {2, 14, 6}
     assert "wall per-dataset / interleaved" in written["ratios"]
 
@@ -180,7 +204,7 @@ def test_spawned_workers_get_the_dataset_and_the_counter() -> None:
         start_method="spawn",
     )
     context = multiprocessing.get_context("spawn")
-    result, trace = run_once("interleaved", scenario, Datasets.of(scenario), context, 0.05)
+    result, trace = run_once(variant("interleaved"), scenario, Datasets.of(scenario), context, 0.05)
     assert result.startups == 1
     assert [source for source, _ in trace] == [0, 1]
     assert sorted(trace[0][1]) == list(range(8)) and trace[1][1] == (0, 1, 2)

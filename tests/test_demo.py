@@ -23,7 +23,7 @@ def evaluations(lines: list[str]) -> list[str]:
 
 
 def final_metrics(lines: list[str]) -> str:
-    (line,) = [line for line in lines if line.startswith("final metrics")]
+    (line,) = [line for line in lines if line.startswith("final metrics: ")]
     return line
 
 
@@ -48,6 +48,14 @@ def test_stopped_and_resumed_demo_ends_exactly_like_an_uninterrupted_run(
     full = demo(capsys, tmp_path / "full.pt", "--workers", "0")
     first = demo(capsys, tmp_path / "part.pt", "--workers", "0", "--stop-after-updates", "20")
     assert "checkpoint: " + str(tmp_path / "part.pt") + " (epoch 0, update 20)" in first
+    # an interrupted run says so and how to continue it exactly; it shows no final metrics
+    stop = first.index("stopped at update 20 of 64 (--stop-after-updates); continue with:")
+    assert first[stop + 1] == (
+        "python -m interleaved_sampler demo --resume --epochs 2 --batch-size 64 --workers 0 "
+        f"--seed 3 --eval-every 7 --checkpoint {tmp_path / 'part.pt'}"
+    )
+    assert first[stop + 2].startswith("latest metrics: validation mae=")
+    assert not any(line.startswith("final metrics") for line in first)
     resumed = demo(capsys, tmp_path / "part.pt", "--workers", "2", "--resume")
     # validation after 21, 28, ..., 63 (7 passes of 4 batches), test after 32 and 64 (2 x 4)
     assert resumed[0] == "80 batches from update 20: 44 training, 36 evaluation"
@@ -56,6 +64,7 @@ def test_stopped_and_resumed_demo_ends_exactly_like_an_uninterrupted_run(
     states = [torch.load(tmp_path / name, weights_only=True) for name in ("full.pt", "part.pt")]
     done = {"epoch": 2, "update": 64, "sample": 4096}
     assert states[0]["progress"] == states[1]["progress"] == done
+    assert states[0]["metrics"] == states[1]["metrics"]  # bit for bit
     for name, tensor in states[0]["model"].items():
         assert torch.equal(tensor, states[1]["model"][name])
 

@@ -1,4 +1,4 @@
-"""One test per entry of the README's error catalogue (E1..E26) and per documented non-error
+"""One test per entry of the error catalogue (docs/errors.md, E1..E26) and per documented non-error
 (N1..N4): each triggers the condition and checks that the message names the field or
 sampler, the value and what is valid."""
 
@@ -23,6 +23,7 @@ from faulty import (
     failing_collate,
     note,
 )
+from helpers import batches, seq
 from pydantic import ValidationError
 from torch.utils.data import RandomSampler, SequentialSampler
 
@@ -43,10 +44,6 @@ def assert_names(error: pytest.ExceptionInfo[BaseException], *fragments: str) ->
         assert fragment in text, f"{fragment!r} not in {text!r}"
 
 
-def seq(length: int) -> SequentialSampler[Any]:
-    return SequentialSampler(range(length))
-
-
 def config(**kwargs: Any) -> InterleavedSamplerConfig:
     return InterleavedSamplerConfig(**{"batch_size": 2, "max_epochs": 1, **kwargs})
 
@@ -55,10 +52,6 @@ def every(sampler: Any, **kwargs: Any) -> SamplerIntervalConfig:
     if not any(key.startswith("every_n_") for key in kwargs):
         kwargs["every_n_epochs"] = 1
     return SamplerIntervalConfig(sampler, **kwargs)
-
-
-def batches(sampler: InterleavedSampler) -> list[list[int]]:
-    return [list(batch) for batch in sampler.batch_sampler]
 
 
 # --- configuration: pydantic ValidationError -------------------------------------------------
@@ -149,7 +142,8 @@ def test_e5_start_sample_must_be_a_multiple_of_batch_size() -> None:
     [
         ({"drop_last": "maybe"}, ("drop_last", "'maybe'", "valid boolean")),
         ({"evaluation": [1]}, ("evaluation", "[1]", "valid boolean")),
-        ({"max_epoch": 3}, ("max_epoch", "Extra inputs are not permitted")),
+        ({"max_epoch": 3}, ("unknown field 'max_epoch'", "did you mean 'max_epochs'?")),
+        ({"zzz": 3}, ("unknown field 'zzz'; valid fields: batch_size, drop_last, max_epochs",)),
     ],
 )
 def test_e6_wrong_types_and_unknown_fields(kwargs: dict[str, Any], fragments: tuple[str]) -> None:
@@ -164,7 +158,8 @@ def test_e6_callback_name_must_be_a_string_and_fields_known() -> None:
     assert_names(error, "name", "input_value=3", "valid string")
     with pytest.raises(ValidationError) as error:
         every(seq(3), every_n_epoch=3)
-    assert_names(error, "every_n_epoch", "Unexpected keyword argument")
+    assert_names(error, "unknown field 'every_n_epoch'", "did you mean 'every_n_epochs'?")
+    assert "every_n_epochs, every_n_updates, every_n_samples, batch_size, name" in str(error.value)
 
 
 @pytest.mark.parametrize(
@@ -187,7 +182,13 @@ def test_e8_intervals_must_be_positive(field: str) -> None:
 def test_e9_every_n_samples_needs_a_batch_size() -> None:
     with pytest.raises(ValidationError) as error:
         SamplerIntervalConfig(seq(3), every_n_samples=10)
-    assert_names(error, "batch_size is required with every_n_samples=10", "batch_size=None")
+    assert_names(
+        error,
+        "batch_size is required with every_n_samples=10",
+        "sample-based passes are scheduled by sample counts",
+        "batch size must be explicit",
+        "batch_size=None",
+    )
 
 
 @pytest.mark.parametrize("value", [5, None])
@@ -195,6 +196,12 @@ def test_e10_callback_sampler_must_be_a_sampler(value: Any) -> None:
     with pytest.raises(ValidationError) as error:
         SamplerIntervalConfig(value, every_n_epochs=1)
     assert_names(error, "sampler must be a sampler", f"got {value!r}", "__len__")
+
+
+def test_e10_a_dataset_instead_of_a_sampler_gets_a_hint() -> None:
+    with pytest.raises(ValidationError) as error:
+        SamplerIntervalConfig(PidDataset(5), every_n_epochs=1)
+    assert_names(error, "got the dataset PidDataset (5 samples)", "e.g. SequentialSampler(dataset)")
 
 
 def test_e11_pipeline_must_be_callable() -> None:
@@ -221,6 +228,17 @@ def test_e12_argument_types(kwargs: dict[str, Any], fragments: tuple[str]) -> No
     with pytest.raises(TypeError) as error:
         InterleavedSampler(**arguments)
     assert_names(error, *fragments)
+
+
+def test_e12_a_dataset_as_train_sampler_gets_a_hint() -> None:
+    with pytest.raises(TypeError) as error:
+        InterleavedSampler(PidDataset(7), config())  # type: ignore[arg-type]
+    assert_names(
+        error,
+        "train_sampler must be a sampler (with __iter__ and __len__)",
+        "got the dataset PidDataset (7 samples)",
+        "pass a sampler over the dataset, e.g. SeededRandomSampler(dataset)",
+    )
 
 
 def test_e12_a_single_callback_config_is_not_a_list() -> None:
@@ -250,7 +268,7 @@ def test_e14_sampler_len_must_be_a_valid_length(length: Any, got: str) -> None:
 def test_e15_empty_train_sampler_in_a_training_run() -> None:
     with pytest.raises(ValueError) as error:
         InterleavedSampler(seq(0), config())
-    assert_names(error, "train) sampler is empty", "got len() == 0", "evaluation=True")
+    assert_names(error, "the main (train) sampler is empty", "got len() == 0", "evaluation=True")
     # evaluation only: the train sampler is never used, so it may be empty
     evaluation = InterleavedSampler(
         seq(0), config(evaluation=True), callback_samplers=[every(seq(3))]
@@ -405,7 +423,12 @@ def test_e22_train_sampler_yields_fewer_than_its_len() -> None:
     assert [next(stream), next(stream)] == [[0, 1], [2, 3]]  # the batches before the shortfall
     with pytest.raises(ValueError) as error:
         next(stream)
-    assert_names(error, "the train sampler (LyingSampler)", "yielded only 5", "len() is 10")
+    assert_names(
+        error,
+        "the train sampler (LyingSampler)",
+        "yielded only 5 indices in epoch 0",
+        "len() is 10",
+    )
 
 
 def test_e22_callback_yields_fewer_than_its_len() -> None:
@@ -413,12 +436,14 @@ def test_e22_callback_yields_fewer_than_its_len() -> None:
     sampler = InterleavedSampler(seq(2), config(), callback_samplers=[callback])
     with pytest.raises(ValueError) as error:
         batches(sampler)
-    assert_names(error, "the val sampler (LyingSampler)", "yielded only 3", "len() is 6")
+    assert_names(
+        error, "the val sampler (LyingSampler)", "yielded only 3 indices in one pass", "len() is 6"
+    )
 
 
 @pytest.mark.parametrize("actual", [5, None])
 def test_e23_a_train_sampler_surplus_is_never_requested(actual: int | None) -> None:
-    """SPEC rule 1: exactly the indices an epoch uses are read, so a surplus is not detected."""
+    """Rule 1 of the schedule: exactly the indices an epoch uses are read, so no surplus shows."""
     main = LyingSampler(range(10), reported=4, actual=actual)
     sampler = InterleavedSampler(main, config(max_epochs=3))
     assert batches(sampler) == [[0, 1], [2, 3]] * 3
@@ -430,7 +455,9 @@ def test_e23_callback_yields_more_than_its_len(actual: int | None) -> None:
     sampler = InterleavedSampler(seq(2), config(), callback_samplers=[callback])
     with pytest.raises(ValueError) as error:
         batches(sampler)
-    assert_names(error, "the callback0 sampler (LyingSampler)", "more than its len() = 3")
+    assert_names(
+        error, "the callback0 sampler (LyingSampler)", "more than its len() = 3 indices in one pass"
+    )
 
 
 def test_e24_index_outside_the_dataset() -> None:

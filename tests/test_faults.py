@@ -82,6 +82,8 @@ def start(loader: Any) -> tuple[Iterator[Any], set[int]]:
     return stream, pids
 
 
+# After a worker error torch's shutdown waits its 5 s join timeout per worker: slow tier.
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("method", METHODS)
 def test_dataset_error_in_a_worker_reaches_the_loop_with_its_traceback(method: str) -> None:
@@ -99,6 +101,7 @@ def test_dataset_error_in_a_worker_reaches_the_loop_with_its_traceback(method: s
     assert_workers_gone(pids)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("method", METHODS)
 def test_collate_error_in_a_worker_names_the_callback(method: str) -> None:

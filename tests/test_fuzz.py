@@ -1,10 +1,12 @@
 """Fuzzing: random, partly invalid configurations and samplers.
 
-Each case either works, and then yields exactly the SPEC's schedule (``spec_model``) with
+Each case either works, and then yields exactly the schedule of docs/schedule.md
+(``spec_model``) with
 ``len()`` equal to the number of batches, or fails with a clear error: a ``ValidationError``
 from a config, a ``TypeError``/``ValueError`` at construction, or (a sampler whose ``len()``
 lies) a ``ValueError`` at the point the lie shows. The oracle below predicts which, from the
-SPEC alone. Never a hang, a wrong stream or an internal error (``IndexError``,
+specification (docs/schedule.md, docs/errors.md) alone. Never a hang, a wrong stream or an
+internal error (``IndexError``,
 ``ZeroDivisionError``, ``AttributeError``, ...): those fail the test as they are.
 """
 
@@ -63,7 +65,7 @@ class SamplerCase:
         return self.twin()
 
     def twin(self) -> Any:
-        """An honest sampler with the order the SPEC expects (a fresh one per call)."""
+        """An honest sampler with the order docs/schedule.md expects (a fresh one per call)."""
         data = range(self.dataset_len)
         if self.kind == "lying":
             return LyingSampler(data, self.reported, self.reported)
@@ -97,7 +99,7 @@ class CallbackCase:
         return str(self.kwargs.get("name") or f"callback{self.index}")
 
     def problems(self) -> list[str]:
-        """Message fragments of the ValidationError the SPEC demands (empty: valid)."""
+        """Message fragments of the ValidationError docs/errors.md demands (empty: valid)."""
         problems = [f for f, v in self.kwargs.items() if f in INTERVALS and not _positive(v)]
         if "batch_size" in self.kwargs and not _positive(self.kwargs["batch_size"]):
             problems.append("batch_size")
@@ -130,7 +132,7 @@ class Case:
     wrong_argument: str | None = None  # "config", "train_collator" or "callback_samplers"
 
     def config_problems(self) -> list[str]:
-        """Message fragments of the config's ValidationError the SPEC demands (empty: valid)."""
+        """Fragments of the config's ValidationError that docs/errors.md demands (empty: valid)."""
         problems = [f for f in self.config if f == "max_epoch"]
         if "batch_size" not in self.config or not _positive(self.config["batch_size"]):
             problems.append("batch_size")
@@ -151,7 +153,7 @@ class Case:
         return []
 
     def construction_problems(self) -> Expected:
-        """The TypeErrors/ValueErrors of InterleavedSampler that the SPEC demands."""
+        """The TypeErrors/ValueErrors of InterleavedSampler that docs/errors.md demands."""
         expected: Expected = []
         if self.wrong_argument:
             expected.append((TypeError, self.wrong_argument))
@@ -180,7 +182,7 @@ class Case:
             callbacks = callbacks[0]
         return InterleavedSampler(self.main.build(), config, collator, callbacks)
 
-    # --- the SPEC's run, from the honest twins ---
+    # --- the specified run, from the honest twins ---
 
     def model_config(self) -> ModelConfig:
         offset, callbacks = self.main.dataset_len, []
@@ -192,7 +194,7 @@ class Case:
         return ModelConfig(batch_size=self.config["batch_size"], callbacks=callbacks, **settings)
 
     def structure(self) -> tuple[int, int, int]:
-        """``(B, S, U)`` of the main sampler as the SPEC defines them."""
+        """``(B, S, U)`` of the main sampler as docs/schedule.md defines them."""
         length, size = self.main.length, self.config["batch_size"]
         drop_last = self.config.get("drop_last", True)
         if drop_last and 0 < length < size:
@@ -307,6 +309,7 @@ def check_error(error: Exception, expected: Expected) -> None:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(240)
 @settings(
     max_examples=2000,

@@ -21,7 +21,11 @@ from interleaved_sampler import (
 WORKER_SETTINGS = [
     pytest.param({"num_workers": 0}, id="0-workers"),
     pytest.param({"num_workers": 2, "multiprocessing_context": "fork"}, id="2-workers-fork"),
-    pytest.param({"num_workers": 2, "multiprocessing_context": "spawn"}, id="2-workers-spawn"),
+    pytest.param(
+        {"num_workers": 2, "multiprocessing_context": "spawn"},
+        id="2-workers-spawn",
+        marks=pytest.mark.slow,
+    ),
 ]
 
 

@@ -16,8 +16,9 @@ from torch.utils.data import SequentialSampler
 from interleaved_sampler import InterleavedSampler, SamplerIntervalConfig
 from interleaved_sampler.batching import InterleavedBatchSampler
 from interleaved_sampler.cli import main
-from interleaved_sampler.plan import RunPlan, segments
-from interleaved_sampler.timeline import plot_timeline
+from interleaved_sampler.extras import MissingExtraError
+from interleaved_sampler.plan import RunPlan
+from interleaved_sampler.timeline import plot_timeline, segments
 
 EXAMPLE = Path(__file__).parent.parent / "docs" / "plan_example.yaml"
 
@@ -82,7 +83,7 @@ def test_documented_example_matches_the_loaders_batches(
     for name, *_, passes_, batch_count in table_after(lines, "callback    length"):
         assert int(passes_) == sum(b.source == name and b.batch_in_pass == 0 for b in batches)
         assert int(batch_count) == sum(b.source == name for b in batches)
-    # the numbers the README quotes for this example
+    # the numbers docs/cli.md quotes for this example
     assert total == "total: 82 batches = 64 training + 18 callback"
 
 
@@ -219,6 +220,6 @@ def test_plot_without_matplotlib_says_how_to_install_it(
 ) -> None:
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # makes the import fail
     plan = RunPlan.from_dict({"length": 10, "batch_size": 4, "max_epochs": 1})
-    with pytest.raises(SystemExit, match=r"interleaved-sampler\[plot\]"):
+    with pytest.raises(MissingExtraError, match=r"pip install -e '\.\[plot\]'.*sampler\[plot\]'"):
         plot_timeline(plan.schedule(), plan.names, tmp_path / "t.png")
     assert not (tmp_path / "t.png").exists()

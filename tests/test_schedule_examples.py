@@ -1,4 +1,4 @@
-"""Hand-computed examples, one group per rule of the SPEC's schedule."""
+"""Hand-computed examples, one group per rule of the schedule of docs/schedule.md."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The library against the nested-loop model of the SPEC, over random configurations."""
+"""The library against the nested-loop model of docs/schedule.md, over random configurations."""
 
 from __future__ import annotations
 

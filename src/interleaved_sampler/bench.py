@@ -1,13 +1,22 @@
 """``bench``: one interleaved DataLoader against one DataLoader per dataset, end to end.
 
-A training run with periodic evaluation over synthetic, worker-bound datasets, run three ways
-in one process, alternating and repeated:
+Needs the optional extra ``bench`` (psutil for the measurements, matplotlib for the chart);
+``import interleaved_sampler`` never imports this module.
+
+A training run with periodic evaluation over synthetic, worker-bound datasets, run several ways
+(the :data:`VARIANTS`) in one process, alternating and repeated:
 
 - ``interleaved``: this library: one (tagged) DataLoader, one worker pool for the whole run;
 - ``per-dataset``: one DataLoader per dataset without persistent workers: a fresh pool for
   every training epoch and for every evaluation pass;
 - ``persistent``: one DataLoader per dataset with ``persistent_workers=True``: one pool per
   dataset, each alive for the whole run.
+
+A variant is data (:class:`Variant`: a name, the function that runs the training loop with
+its loaders, the worker pools it starts); whatever it is, every run must consume exactly the
+samples of the first variant's run, phase by phase (:func:`check_same_samples`). To add one,
+write its loop like :func:`run_per_dataset` and append a :class:`Variant` to
+:data:`VARIANTS`.
 
 Loading a sample costs ``load_ms`` in a worker. With ``load="cpu"`` (the default) that is
 ``load_ms`` of CPU time on the thread's CPU clock, spent in small torch operations: a fixed
@@ -39,6 +48,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from multiprocessing.context import BaseContext
 from pathlib import Path
 from typing import Any
@@ -48,10 +58,10 @@ from torch.utils.data import DataLoader, Dataset, SequentialSampler
 
 from interleaved_sampler.config import InterleavedSamplerConfig, SamplerIntervalConfig
 from interleaved_sampler.data import InterleavedBatch
+from interleaved_sampler.extras import require
 from interleaved_sampler.sampler import InterleavedSampler
 from interleaved_sampler.samplers import SeededRandomSampler
 
-VARIANTS = ("interleaved", "per-dataset", "persistent")
 LOADS = ("cpu", "sleep")
 START_METHODS = ("fork", "spawn", "forkserver")
 MIB = 2**20
@@ -123,22 +133,13 @@ class Scenario:
         """The worker-bound limit: total loading work divided by the workers of one pool."""
         return self.samples_loaded * self.load_ms / 1000 / self.workers
 
-    def expected_startups(self, variant: str) -> int:
-        """How many worker processes ``variant`` starts in this run."""
-        pools = {
-            "interleaved": 1,
-            "per-dataset": self.epochs_started + self.evaluations * len(self.eval_sizes),
-            "persistent": 1 + len(self.eval_sizes) if self.evaluations else 1,
-        }[variant]
-        return pools * self.workers
-
 
 @dataclass(frozen=True)
 class RunResult:
     """The measurements of one run of one variant.
 
     Args:
-        variant: one of :data:`VARIANTS`.
+        variant: the name of a :class:`Variant`.
         wall_s: wall time of the whole run (building the loaders to shutting the last pool).
         wait_s: time the loop spent waiting for data (in a loader's ``iter()``/``next()``).
         startups: worker processes started.
@@ -165,7 +166,7 @@ class Summary:
     """The medians (and the spread of the wall time) of one variant's runs.
 
     Args:
-        variant: one of :data:`VARIANTS`.
+        variant: the name of a :class:`Variant`.
         runs: how many runs it summarises.
         wall_s: the median wall time.
         wall_min_s: the shortest wall time.
@@ -242,24 +243,25 @@ class BenchReport:
         return [{run.variant: run for run in chunk} for chunk in chunks]
 
     def ratios(self) -> dict[str, tuple[float, float, float]]:
-        """Ratios (> 1: the interleaved loader wins, or is above the limit): of the medians,
-        and the lowest and highest of the rounds' ratios."""
+        """Ratios to the first variant, the interleaved loader (> 1: it wins, or is above the
+        limit): of the medians, and the lowest and highest of the rounds' ratios."""
         limit = self.scenario.worker_bound_s
+        base = VARIANTS[0].name
         ratios = {
-            f"{metric} {other} / interleaved": (
-                getattr(self.summary(other), attribute)
-                / getattr(self.summary("interleaved"), attribute),
+            f"{metric} {other.name} / {base}": (
+                getattr(self.summary(other.name), attribute)
+                / getattr(self.summary(base), attribute),
                 [
-                    getattr(r[other], attribute) / getattr(r["interleaved"], attribute)
+                    getattr(r[other.name], attribute) / getattr(r[base], attribute)
                     for r in self.rounds()
                 ],
             )
             for metric, attribute in (("wall", "wall_s"), ("peak PSS", "peak_pss"))
             for other in VARIANTS[1:]
         }
-        ratios["wall interleaved / worker-bound limit"] = (
-            self.summary("interleaved").wall_s / limit,
-            [r["interleaved"].wall_s / limit for r in self.rounds()],
+        ratios[f"wall {base} / worker-bound limit"] = (
+            self.summary(base).wall_s / limit,
+            [r[base].wall_s / limit for r in self.rounds()],
         )
         return {name: (value, min(each), max(each)) for name, (value, each) in ratios.items()}
 
@@ -323,14 +325,17 @@ class StartupCounter:
         return value
 
 
+def _psutil() -> Any:
+    return require("psutil", "the benchmark's memory and CPU measurements")
+
+
 def tree_memory(process: Any) -> tuple[int, int]:
     """Summed ``(PSS, USS)`` in bytes of ``process`` and all its descendants.
 
     Args:
         process: a ``psutil.Process``.
     """
-    import psutil
-
+    psutil = _psutil()
     pss = uss = 0
     for member in [process, *process.children(recursive=True)]:
         try:
@@ -355,8 +360,7 @@ class CpuSnapshot:
 
     @classmethod
     def now(cls) -> CpuSnapshot:
-        import psutil
-
+        psutil = _psutil()
         machine = psutil.cpu_times()
         idle = ("idle", "iowait", "guest", "guest_nice")  # guest time is also in user time
         busy = sum(machine) - sum(getattr(machine, name, 0.0) for name in idle)
@@ -382,8 +386,7 @@ class MemoryPeak:
     """
 
     def __init__(self, interval_s: float) -> None:
-        import psutil
-
+        psutil = _psutil()
         self.interval_s = interval_s
         self.process = psutil.Process()
         self.peak_pss = self.peak_uss = 0
@@ -574,13 +577,67 @@ def run_per_dataset(
                 break
 
 
+@dataclass(frozen=True)
+class Variant:
+    """One way to load the benchmarked run.
+
+    Args:
+        name: its name in the tables and the chart.
+        run: runs the scenario's training loop through its loaders:
+            ``run(scenario, data, common_loader_args, recorder)``; every batch goes through
+            ``recorder.fetch`` and ``recorder.consume``.
+        pools: the number of worker pools it starts in a scenario.
+        color: its color in the chart.
+
+    Example:
+        >>> variant("interleaved").startups(Scenario(workers=3))
+        3
+    """
+
+    name: str
+    run: Callable[[Scenario, Datasets, dict[str, Any], Recorder], None]
+    pools: Callable[[Scenario], int]
+    color: str
+
+    def startups(self, scenario: Scenario) -> int:
+        """How many worker processes it starts in ``scenario``."""
+        return self.pools(scenario) * scenario.workers
+
+
+VARIANTS = (
+    Variant("interleaved", run_interleaved, lambda s: 1, "tab:green"),
+    Variant(
+        "per-dataset",
+        partial(run_per_dataset, persistent=False),
+        lambda s: s.epochs_started + s.evaluations * len(s.eval_sizes),
+        "tab:red",
+    ),
+    Variant(
+        "persistent",
+        partial(run_per_dataset, persistent=True),
+        lambda s: 1 + len(s.eval_sizes) if s.evaluations else 1,
+        "tab:orange",
+    ),
+)
+"""The benchmarked variants; the first is the baseline of every ratio."""
+
+
+def variant(name: str) -> Variant:
+    """The variant called ``name``."""
+    return next(v for v in VARIANTS if v.name == name)
+
+
 def run_once(
-    variant: str, scenario: Scenario, data: Datasets, context: BaseContext, memory_interval_s: float
+    variant: Variant,
+    scenario: Scenario,
+    data: Datasets,
+    context: BaseContext,
+    memory_interval_s: float,
 ) -> tuple[RunResult, tuple[Phase, ...]]:
     """Run ``variant`` once and measure it.
 
     Args:
-        variant: one of :data:`VARIANTS`.
+        variant: the variant.
         scenario: the run.
         data: its datasets.
         context: the multiprocessing context of the workers.
@@ -595,14 +652,11 @@ def run_once(
     with MemoryPeak(memory_interval_s) as memory:
         cpu = CpuSnapshot.now()
         start = time.perf_counter()
-        if variant == "interleaved":
-            run_interleaved(scenario, data, common, recorder)
-        else:
-            run_per_dataset(scenario, data, common, recorder, variant == "persistent")
+        variant.run(scenario, data, common, recorder)
         wall_s = time.perf_counter() - start  # the pools of the run are shut down by now
         cpu_end = CpuSnapshot.now()
     result = RunResult(
-        variant,
+        variant.name,
         wall_s,
         recorder.wait_s,
         counter.count,
@@ -658,11 +712,13 @@ def run_benchmark(
     for round_ in range(repeats):
         shift = round_ % len(VARIANTS)
         for variant in VARIANTS[shift:] + VARIANTS[:shift]:
-            result, traces[variant] = run_once(variant, scenario, data, context, memory_interval_s)
+            result, traces[variant.name] = run_once(
+                variant, scenario, data, context, memory_interval_s
+            )
             check_same_samples(traces)
             runs.append(result)
             log(
-                f"round {round_ + 1}/{repeats}  {variant:<12} wall {result.wall_s:6.2f} s  "
+                f"round {round_ + 1}/{repeats}  {variant.name:<12} wall {result.wall_s:6.2f} s  "
                 f"waiting {result.wait_s:6.2f} s  {result.startups:3d} worker start-ups  "
                 f"peak PSS {result.peak_pss / MIB:6.0f} MiB  "
                 f"other processes busy {result.other_cores:4.2f} cores"
@@ -679,9 +735,9 @@ def format_report(report: BenchReport) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for variant in VARIANTS:
-        s = report.summary(variant)
+        s = report.summary(variant.name)
         lines.append(
-            f"| {variant} | {s.wall_s:.2f} ({s.wall_min_s:.2f}-{s.wall_max_s:.2f}) "
+            f"| {variant.name} | {s.wall_s:.2f} ({s.wall_min_s:.2f}-{s.wall_max_s:.2f}) "
             f"| {s.wait_s:.2f} | {s.startups} | {s.peak_pss / MIB:.0f} | {s.peak_uss / MIB:.0f} "
             f"| {s.cpu_s:.1f} | {s.other_cores:.2f} |"
         )
@@ -710,22 +766,24 @@ def plot(report: BenchReport, path: Path) -> None:
     Args:
         report: the benchmark's results.
         path: where to write the chart.
+
+    Raises:
+        MissingExtraError: matplotlib is not installed.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    summaries = [report.summary(variant) for variant in VARIANTS]
-    figure, (wall, memory) = plt.subplots(1, 2, figsize=(10, 4))
+    figure_class = require("matplotlib.figure", "the benchmark's chart").Figure
+    names = [variant.name for variant in VARIANTS]
+    colors = [variant.color for variant in VARIANTS]
+    summaries = [report.summary(name) for name in names]
+    figure = figure_class(figsize=(10, 4), layout="tight")
+    wall, memory = figure.subplots(1, 2)
     walls = [s.wall_s for s in summaries]
     spread = [
         [s.wall_s - s.wall_min_s for s in summaries],
         [s.wall_max_s - s.wall_s for s in summaries],
     ]
-    wall.bar(VARIANTS, walls, yerr=spread, capsize=4, color=["tab:green", "tab:red", "tab:orange"])
+    wall.bar(names, walls, yerr=spread, capsize=4, color=colors)
     wall.bar(
-        VARIANTS,
+        names,
         [s.wait_s for s in summaries],
         color="none",
         hatch="//",
@@ -738,16 +796,24 @@ def plot(report: BenchReport, path: Path) -> None:
     wall.set_ylabel("wall time (s)")
     wall.set_ylim(top=1.3 * max(s.wall_max_s for s in summaries))  # room for the legend
     wall.legend(loc="upper left")
-    memory.bar(
-        VARIANTS,
-        [s.peak_pss / MIB for s in summaries],
-        color=["tab:green", "tab:red", "tab:orange"],
-    )
+    memory.bar(names, [s.peak_pss / MIB for s in summaries], color=colors)
     memory.set_ylabel("peak PSS of process tree (MiB)")
     figure.suptitle("training with periodic evaluation: one loader vs one per dataset")
-    figure.tight_layout()
     figure.savefig(path, dpi=100)
-    plt.close(figure)
+
+
+DESCRIPTION = """\
+Time a training run with periodic evaluation on synthetic, worker-bound data, loaded three ways
+in one process, alternating and repeated: through one interleaved DataLoader (one worker pool
+for the whole run), through one DataLoader per dataset (a new pool for every epoch and every
+evaluation pass) and through one DataLoader per dataset with persistent workers (one pool per
+dataset). It prints wall time, time spent waiting for data, worker start-ups, peak memory (PSS
+of the process tree) and CPU time per variant, and the ratios; it fails unless every variant
+consumed exactly the same samples. Loading a sample costs --load-ms of CPU time in a worker
+(--load sleep: of waiting, like I/O); the model step is a sleep of --step-ms per batch.
+
+Needs psutil (and matplotlib for --plot): the extra 'bench'.
+"""
 
 
 def add_parser(subparsers: Any) -> None:
@@ -760,7 +826,7 @@ def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "bench",
         help="one interleaved DataLoader vs one DataLoader per dataset, end to end",
-        description=__doc__,
+        description=DESCRIPTION,
         formatter_class=_HelpFormatter,
     )
     add = parser.add_argument
@@ -806,6 +872,9 @@ def run(args: argparse.Namespace) -> int:
     )
     if scenario.train_size < scenario.batch_size:
         raise SystemExit(f"--train-size {scenario.train_size} < --batch-size {scenario.batch_size}")
+    _psutil()  # fail in one line before the run, not after it
+    if args.plot:
+        require("matplotlib.figure", "--plot")
     report = run_benchmark(
         scenario, args.repeats, args.memory_interval, log=lambda line: print(line, flush=True)
     )
@@ -820,7 +889,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """The module docstring as written, and every option's default."""
+    """The description as written, and every option's default."""
 
 
 def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:

@@ -10,7 +10,7 @@ import multiprocessing
 import pickle
 import reprlib
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sized
 from functools import cache
 from types import FunctionType
 from typing import Any
@@ -30,6 +30,26 @@ def describe(value: object) -> str:
 def name_of(function: object) -> str:
     """The qualified name of a function, or the type name of another callable."""
     return str(getattr(function, "__qualname__", type(function).__name__))
+
+
+def not_a_sampler(field: str, value: object, example: str) -> str:
+    """The message for ``value`` given as ``field`` where a sampler belongs.
+
+    A dataset (indexable and sized, but no sampler) gets the hint to wrap it in a sampler.
+
+    Example:
+        >>> from torch.utils.data import TensorDataset
+        >>> dataset = TensorDataset(torch.zeros(3))
+        >>> not_a_sampler("sampler", dataset, "SequentialSampler(dataset)").split("; ")[1]
+        'pass a sampler over the dataset, e.g. SequentialSampler(dataset)'
+    """
+    expected = f"{field} must be a sampler (with __iter__ and __len__)"
+    if hasattr(value, "__getitem__") and isinstance(value, Sized):
+        return (
+            f"{expected}, got the dataset {type(value).__name__} ({len(value)} samples); "
+            f"pass a sampler over the dataset, e.g. {example}"
+        )
+    return f"{expected}, got {describe(value)}; e.g. {example}"
 
 
 def check_type(field: str, value: object, expected: type | tuple[type, ...], valid: str) -> None:

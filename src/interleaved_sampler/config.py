@@ -7,13 +7,15 @@ the value and what would be valid.
 
 from __future__ import annotations
 
-import reprlib
-from collections.abc import Callable, Sequence
+import difflib
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 from pydantic.dataclasses import dataclass
+from pydantic_core import ArgsKwargs
 
+from interleaved_sampler.checks import not_a_sampler
 from interleaved_sampler.protocols import SizedIterable
 
 INTERVAL_FIELDS = ("every_n_epochs", "every_n_updates", "every_n_samples")
@@ -36,6 +38,18 @@ def source_names(callback_names: Sequence[str | None]) -> list[str]:
         ['train', 'val', 'callback1']
     """
     return ["train", *(name or f"callback{i}" for i, name in enumerate(callback_names))]
+
+
+def _check_field_names(data: Any, fields: Collection[str]) -> Any:
+    """Refuse an unknown field, naming the closest valid one (a misspelt field is a typo, and
+    the stock "extra inputs are not permitted" does not say which name was meant)."""
+    given = data.kwargs if isinstance(data, ArgsKwargs) else data
+    for name in given if isinstance(given, Mapping) else ():
+        if name not in fields:
+            close = difflib.get_close_matches(str(name), fields, n=1)
+            meant = f"did you mean {close[0]!r}? " if close else ""
+            raise ValueError(f"unknown field {name!r}; {meant}valid fields: {', '.join(fields)}")
+    return data
 
 
 def _set_fields(obj: object, names: tuple[str, ...]) -> dict[str, int]:
@@ -88,16 +102,19 @@ class SamplerIntervalConfig:
         _reject_bool
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def check_field_names(cls, data: Any) -> Any:
+        """An unknown field is refused with the closest valid name."""
+        return _check_field_names(data, list(cls.__dataclass_fields__))
+
     @field_validator("sampler", mode="before")
     @classmethod
     def check_sampler(cls, v: object) -> object:
         """The sampler must be a sized iterable; the error names the field even when the
         sampler is passed positionally."""
         if not isinstance(v, SizedIterable):
-            raise ValueError(
-                f"sampler must be a sampler (with __iter__ and __len__), got {reprlib.repr(v)} "
-                f"({type(v).__name__}); e.g. SequentialSampler(dataset)"
-            )
+            raise ValueError(not_a_sampler("sampler", v, "SequentialSampler(dataset)"))
         return v
 
     @model_validator(mode="after")
@@ -110,8 +127,9 @@ class SamplerIntervalConfig:
             )
         if self.every_n_samples is not None and self.batch_size is None:
             raise ValueError(
-                f"batch_size is required with every_n_samples={self.every_n_samples}, got "
-                "batch_size=None; set batch_size to a positive integer"
+                f"batch_size is required with every_n_samples={self.every_n_samples}: "
+                "sample-based passes are scheduled by sample counts, so the pass's batch size "
+                "must be explicit; got batch_size=None, set batch_size to a positive integer"
             )
         return self
 
@@ -153,6 +171,12 @@ class InterleavedSamplerConfig(BaseModel):
     _counts_are_not_bools = field_validator(
         "batch_size", *STOP_FIELDS, *START_FIELDS, mode="before"
     )(_reject_bool)
+
+    @model_validator(mode="before")
+    @classmethod
+    def check_field_names(cls, data: Any) -> Any:
+        """An unknown field is refused with the closest valid name."""
+        return _check_field_names(data, list(cls.model_fields))
 
     @field_validator(*STOP_FIELDS, *START_FIELDS)
     @classmethod

@@ -1,11 +1,7 @@
 """``demo``: train a small model with two periodic evaluations through one tagged DataLoader.
 
-The run trains a linear model on a built-in synthetic regression set and evaluates a
-validation set every ``--eval-every`` updates and a test set after every epoch. It shows a
-progress bar with the true total, prints a metrics table per evaluation and writes a
-checkpoint (model, optimizer, progress, latest metrics) when it ends or stops early
-(``--stop-after-updates``); ``--resume`` continues from it to exactly the final metrics of
-an uninterrupted run.
+See :data:`DESCRIPTION` (the command's help) for what it does; :func:`build_sampler` for the
+run's configuration.
 """
 
 from __future__ import annotations
@@ -19,6 +15,7 @@ from torch.utils.data import SequentialSampler, TensorDataset
 
 from interleaved_sampler.config import InterleavedSamplerConfig, SamplerIntervalConfig
 from interleaved_sampler.data import InterleavedBatch
+from interleaved_sampler.extras import require
 from interleaved_sampler.sampler import InterleavedSampler
 from interleaved_sampler.samplers import SeededRandomSampler
 from interleaved_sampler.schedule import TrainingProgress
@@ -28,21 +25,40 @@ Metrics = dict[str, dict[str, float]]
 RUN_SETTINGS = ("seed", "batch_size")
 
 
+DESCRIPTION = """\
+Train a small model with two periodic evaluations through one tagged DataLoader: a linear
+model on a built-in synthetic regression set, a validation pass every --eval-every updates and
+a test pass after every epoch. It shows a progress bar with the true total and a metrics table
+per evaluation, and writes a checkpoint (model, optimizer, progress, latest metrics) when it
+ends or stops early (--stop-after-updates). --resume continues from the checkpoint to exactly
+the metrics of an uninterrupted run.
+"""
+# The options that define the run, with their defaults: a resumed run repeats them.
+RUN_OPTIONS: dict[str, tuple[Any, str]] = {
+    "epochs": (3, "epochs to train"),
+    "batch_size": (32, "training batch size"),
+    "workers": (2, "DataLoader worker processes"),
+    "seed": (0, "model init and sample order"),
+    "eval_every": (50, "validation interval (updates)"),
+    "checkpoint": (Path("runs/demo/checkpoint.pt"), "checkpoint file"),
+}
+
+
 def add_parser(subparsers: Any) -> None:
+    """Register the ``demo`` command.
+
+    Args:
+        subparsers: the ``add_subparsers()`` object of the main parser.
+    """
     parser = subparsers.add_parser(
         "demo",
         help="train a small model with two periodic evaluations",
-        description=__doc__,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description=DESCRIPTION,
+        formatter_class=_HelpFormatter,
     )
-    parser.add_argument("--epochs", type=int, default=3, help="epochs to train")
-    parser.add_argument("--batch-size", type=int, default=32, help="training batch size")
-    parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
-    parser.add_argument("--seed", type=int, default=0, help="model init and sample order")
-    parser.add_argument("--eval-every", type=int, default=50, help="validation interval (updates)")
-    parser.add_argument(
-        "--checkpoint", type=Path, default=Path("runs/demo/checkpoint.pt"), help="checkpoint file"
-    )
+    for name, (default, text) in RUN_OPTIONS.items():
+        flag = "--" + name.replace("_", "-")
+        parser.add_argument(flag, type=type(default), default=default, help=text)
     parser.add_argument("--resume", action="store_true", help="continue from --checkpoint")
     parser.add_argument(
         "--stop-after-updates",
@@ -112,7 +128,7 @@ def table(title: str, rows: dict[str, dict[str, float]]) -> str:
     width = max(len(name) for name in rows)
     lines = [title, "  " + " ".join([" " * width, *(f"{c:>10}" for c in columns)])]
     for name, row in rows.items():
-        lines.append("  " + " ".join([f"{name:<{width}}", *(f"{row[c]:10.6f}" for c in columns)]))
+        lines.append("  " + " ".join([f"{name:<{width}}", *(f"{row[c]:10.4g}" for c in columns)]))
     return "\n".join(lines)
 
 
@@ -140,30 +156,39 @@ def save_checkpoint(
 def load_checkpoint(
     path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, args: argparse.Namespace
 ) -> tuple[int, Metrics]:
-    """Restore model and optimizer; return the updates done and the latest metrics."""
+    """Restore model and optimizer; return the updates done and the latest metrics.
+
+    Raises:
+        ValueError: there is no checkpoint, or it was written with other run settings.
+    """
     if not path.is_file():
-        raise SystemExit(f"--resume: no checkpoint at {path}; run without --resume first")
+        raise ValueError(f"--resume: no checkpoint at {path}; run without --resume first")
     state = torch.load(path, weights_only=True)
     for name, value in state["settings"].items():
         if getattr(args, name) != value:
             option = "--" + name.replace("_", "-")
-            raise SystemExit(f"--resume: the checkpoint was written with {option} {value}")
+            raise ValueError(f"--resume: the checkpoint was written with {option} {value}")
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     return int(state["progress"]["update"]), state["metrics"]
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The description as written, and every option's default."""
+
+
 def run(args: argparse.Namespace) -> int:
-    try:
-        from tqdm import tqdm
-    except ImportError as error:  # pragma: no cover - tqdm is in the cli extra
-        raise SystemExit("the demo needs tqdm: pip install 'interleaved-sampler[cli]'") from error
+    """The ``demo`` command: train, evaluate, write the checkpoint."""
+    tqdm = require("tqdm", "the demo's progress bar").tqdm
     torch.manual_seed(args.seed)
     model = torch.nn.Linear(8, 1)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.02, momentum=0.9)
     start, metrics = 0, Metrics()
     if args.resume:
-        start, metrics = load_checkpoint(args.checkpoint, model, optimizer, args)
+        try:
+            start, metrics = load_checkpoint(args.checkpoint, model, optimizer, args)
+        except ValueError as error:
+            raise SystemExit(str(error)) from None
     sampler = build_sampler(args, start)
     schedule = sampler.schedule
     loader = sampler.get_data_loader(num_workers=args.workers, tagged=True)
@@ -171,13 +196,15 @@ def run(args: argparse.Namespace) -> int:
         f"{len(loader)} batches from update {schedule.start.update}: "
         f"{schedule.train_batches} training, {len(loader) - schedule.train_batches} evaluation"
     )
-    done = schedule.start.update
+    done, stopped = schedule.start.update, False
     errors: list[torch.Tensor] = []
     batch: InterleavedBatch
     with tqdm(loader, total=len(loader), unit="batch") as bar:
         for batch in bar:
             if batch.source == "train":
                 if args.stop_after_updates is not None and done >= args.stop_after_updates:
+                    stopped = True
+                    bar.set_description_str(f"stopped at update {done}")
                     break
                 bar.set_postfix(
                     loss=f"{train_step(model, optimizer, batch.data):.4f}", refresh=False
@@ -196,13 +223,39 @@ def run(args: argparse.Namespace) -> int:
     progress = schedule.structure.progress_at(done)
     save_checkpoint(args.checkpoint, model, optimizer, progress, metrics, args)
     print(f"checkpoint: {args.checkpoint} (epoch {progress.epoch}, update {progress.update})")
-    print("final metrics (exact): " + final_line(metrics))
+    if stopped:
+        end = schedule.end_update
+        print(f"stopped at update {done} of {end} (--stop-after-updates); continue with:")
+        print(resume_command(args))
+        print("latest metrics: " + metrics_line(metrics))
+    else:
+        print("final metrics: " + metrics_line(metrics))
     return 0
 
 
-def final_line(metrics: Metrics) -> str:
-    """The latest metrics of every evaluation, in full precision (``repr``)."""
+def resume_command(args: argparse.Namespace) -> str:
+    """The command that continues this run from its checkpoint.
+
+    Example:
+        >>> resume_command(argparse.Namespace(**{n: d for n, (d, _) in RUN_OPTIONS.items()}))
+        'python -m interleaved_sampler demo --resume'
+    """
+    options = [
+        f"--{name.replace('_', '-')} {getattr(args, name)}"
+        for name, (default, _) in RUN_OPTIONS.items()
+        if getattr(args, name) != default
+    ]
+    return " ".join(["python -m interleaved_sampler demo --resume", *options])
+
+
+def metrics_line(metrics: Metrics) -> str:
+    """The latest metrics of every evaluation, to 4 significant digits.
+
+    Example:
+        >>> metrics_line({"test": {"mse": 0.0123456, "mae": 0.1}})
+        'test mae=0.1 mse=0.01235'
+    """
     return "; ".join(
-        f"{source} " + " ".join(f"{name}={value!r}" for name, value in sorted(values.items()))
+        f"{source} " + " ".join(f"{name}={value:.4g}" for name, value in sorted(values.items()))
         for source, values in sorted(metrics.items())
     )

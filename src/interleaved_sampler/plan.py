@@ -1,26 +1,17 @@
 """``plan``: when each callback fires, batches per pass and totals, without loading any data.
 
-A run is described by numbers: the main sampler's length, the
-:class:`~interleaved_sampler.config.InterleavedSamplerConfig` fields and, per callback, its
-length and the :class:`~interleaved_sampler.config.SamplerIntervalConfig` fields. It comes
-from a YAML or JSON file (``--config``), from flags, or both (flags win). Only the pure
-:class:`~interleaved_sampler.schedule.Schedule` is used. Example file::
-
-    length: 1000          # indices the main sampler yields per epoch
-    batch_size: 64
-    drop_last: false
-    max_epochs: 4
-    callbacks:
-      - {name: validation, length: 300, every_n_updates: 25, batch_size: 100}
-      - {name: test, length: 500, every_n_epochs: 2, batch_size: 128}
+A run is described by numbers only (:class:`RunPlan`): the main sampler's length, the
+configuration fields and, per callback, its length and its fields; only the pure
+:class:`~interleaved_sampler.schedule.Schedule` is used. The command reads it from a file
+(see :data:`DESCRIPTION` for the format) or from flags.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -33,7 +24,9 @@ from interleaved_sampler.config import (
     SamplerIntervalConfig,
     source_names,
 )
-from interleaved_sampler.schedule import Schedule, TrainingProgress, TrainingSpan
+from interleaved_sampler.extras import require
+from interleaved_sampler.schedule import Schedule
+from interleaved_sampler.timeline import plot_timeline, segments
 
 CALLBACK_KEYS = ("name", "length", *INTERVAL_FIELDS, "batch_size")
 # RunPlan fields that flags can set
@@ -103,45 +96,6 @@ def _length(value: Any, field: str, minimum: int) -> int:
             f"{field} must be an integer >= {minimum} (a sampler's length), got {value!r}"
         )
     return value
-
-
-@dataclass(frozen=True)
-class Segment:
-    """A stretch of consecutive batches of the loader from one source.
-
-    Args:
-        source_index: 0 for training, ``i + 1`` for callback ``i``.
-        start: position of the first batch in the loader.
-        batches: number of batches.
-        progress: training work done at its start (for a pass: at the update that fired it).
-    """
-
-    source_index: int
-    start: int
-    batches: int
-    progress: TrainingProgress
-
-
-def segments(schedule: Schedule) -> Iterator[Segment]:
-    """The loader's batches grouped into training stretches and callback passes, in order."""
-    position, training = 0, None  # training: the open stretch of training batches
-    for step in schedule.steps():
-        if isinstance(step, TrainingSpan):
-            if training is None:
-                progress = schedule.structure.progress_at(step.first_update)
-                training = Segment(0, position, 0, progress)
-            training = replace(
-                training, batches=training.batches + step.stop_update - step.first_update
-            )
-            continue
-        if training is not None:
-            yield training
-            position, training = position + training.batches, None
-        batches = schedule.callbacks[step.callback].batches_per_pass
-        yield Segment(step.callback + 1, position, batches, step.progress)
-        position += batches
-    if training is not None:
-        yield training
 
 
 def describe(plan: RunPlan, max_firings: int) -> str:
@@ -231,20 +185,19 @@ def _columns(rows: Sequence[Sequence[str]]) -> list[str]:
 
 
 def load_file(path: Path) -> dict[str, Any]:
-    """Read a YAML (``.yaml``/``.yml``, needs pyyaml) or JSON configuration file."""
+    """Read a YAML (``.yaml``/``.yml``, needs pyyaml) or JSON configuration file.
+
+    Raises:
+        MissingExtraError: a YAML file and no pyyaml.
+        ValueError: the file does not hold a mapping.
+    """
     text = path.read_text()
     if path.suffix in (".yaml", ".yml"):
-        try:
-            import yaml
-        except ImportError as error:
-            raise SystemExit(
-                "YAML files need pyyaml: pip install 'interleaved-sampler[cli]'"
-            ) from error
-        data = yaml.safe_load(text)
+        data = require("yaml", "reading YAML files").safe_load(text)
     else:
         data = json.loads(text)
     if not isinstance(data, dict):
-        raise SystemExit(
+        raise ValueError(
             f"{path}: expected a mapping of configuration fields, got {type(data).__name__}"
         )
     return data
@@ -271,11 +224,32 @@ def _integer(value: str, key: str) -> int:
         raise argparse.ArgumentTypeError(f"{key}={value!r} is not an integer") from None
 
 
+DESCRIPTION = """\
+Print when each callback fires, its batches per pass and the totals of a run, without loading
+any data. The run is given by numbers: the main sampler's length, the fields of
+InterleavedSamplerConfig and, per callback, its length and the fields of SamplerIntervalConfig.
+They come from a YAML or JSON file (--config), from flags, or both (flags win). Example file:
+
+    length: 1000          # indices the main sampler yields per epoch
+    batch_size: 64
+    drop_last: false
+    max_epochs: 4
+    callbacks:
+      - {name: validation, length: 300, every_n_updates: 25, batch_size: 100}
+      - {name: test, length: 500, every_n_epochs: 2, batch_size: 128}
+"""
+
+
 def add_parser(subparsers: Any) -> None:
+    """Register the ``plan`` command.
+
+    Args:
+        subparsers: the ``add_subparsers()`` object of the main parser.
+    """
     parser = subparsers.add_parser(
         "plan",
         help="print when each callback fires, batches per pass and totals (loads no data)",
-        description=__doc__,
+        description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--config", type=Path, help="YAML or JSON file with the run (see above)")
@@ -301,23 +275,27 @@ def add_parser(subparsers: Any) -> None:
 
 
 def plan_from_args(args: argparse.Namespace) -> RunPlan:
-    """The file's fields (``--config``), overridden by every flag given."""
+    """The file's fields (``--config``), overridden by every flag given.
+
+    Raises:
+        ValueError: the run is invalid (pydantic's ``ValidationError`` is a ``ValueError``).
+        MissingExtraError: a YAML file and no pyyaml.
+    """
     data = load_file(args.config) if args.config else {}
     data.update({f: getattr(args, f) for f in FLAG_FIELDS if getattr(args, f) is not None})
-    try:
-        plan = RunPlan.from_dict(data)
-        plan.schedule()
-    except ValueError as error:  # pydantic's ValidationError is a ValueError
-        raise SystemExit(f"plan: invalid run: {error}") from None
+    plan = RunPlan.from_dict(data)
+    plan.schedule()
     return plan
 
 
 def run(args: argparse.Namespace) -> int:
-    plan = plan_from_args(args)
+    """The ``plan`` command: print the plan, optionally draw it."""
+    try:
+        plan = plan_from_args(args)
+    except ValueError as error:
+        raise SystemExit(f"plan: invalid run: {error}") from None
     print(describe(plan, args.max_passes))
     if args.plot:
-        from interleaved_sampler.timeline import plot_timeline
-
         plot_timeline(plan.schedule(), plan.names, args.plot)
         print(f"timeline: {args.plot}")
     return 0

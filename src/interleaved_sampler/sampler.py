@@ -13,6 +13,7 @@ from interleaved_sampler.checks import (
     check_type,
     describe,
     name_of,
+    not_a_sampler,
     sampler_len,
 )
 from interleaved_sampler.config import (
@@ -186,7 +187,10 @@ def _check_arguments(
 ) -> list[SamplerIntervalConfig]:
     """Check the constructor's argument types; return the callbacks as a list."""
     check_type("config", config, InterleavedSamplerConfig, "an InterleavedSamplerConfig")
-    check_type("train_sampler", train_sampler, SizedIterable, "a sampler (__iter__ and __len__)")
+    if not isinstance(train_sampler, SizedIterable):
+        raise TypeError(
+            not_a_sampler("train_sampler", train_sampler, "SeededRandomSampler(dataset)")
+        )
     if train_collator is not None and not callable(train_collator):
         raise TypeError(
             f"train_collator must be a collate function or None, got {describe(train_collator)}"

@@ -1,26 +1,61 @@
-"""A picture of a schedule: the loader's batches in order, one row per source.
+"""A schedule as a timeline: the loader's batches in order, grouped into training stretches
+and callback passes, and a picture of it.
 
-Needs matplotlib (the optional extra ``plot``); it is imported only when a picture is drawn.
+The picture needs matplotlib (the optional extra ``plot``); it is imported only when a picture
+is drawn.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from interleaved_sampler.plan import segments
-from interleaved_sampler.schedule import Schedule
+from interleaved_sampler.extras import require
+from interleaved_sampler.schedule import Schedule, TrainingProgress, TrainingSpan
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A stretch of consecutive batches of the loader from one source.
+
+    Args:
+        source_index: 0 for training, ``i + 1`` for callback ``i``.
+        start: position of the first batch in the loader.
+        batches: number of batches.
+        progress: training work done at its start (for a pass: at the update that fired it).
+    """
+
+    source_index: int
+    start: int
+    batches: int
+    progress: TrainingProgress
+
+
+def segments(schedule: Schedule) -> Iterator[Segment]:
+    """The loader's batches grouped into training stretches and callback passes, in order."""
+    position, training = 0, None  # training: the open stretch of training batches
+    for step in schedule.steps():
+        if isinstance(step, TrainingSpan):
+            if training is None:
+                progress = schedule.structure.progress_at(step.first_update)
+                training = Segment(0, position, 0, progress)
+            span = step.stop_update - step.first_update
+            training = replace(training, batches=training.batches + span)
+            continue
+        if training is not None:
+            yield training
+            position, training = position + training.batches, None
+        batches = schedule.callbacks[step.callback].batches_per_pass
+        yield Segment(step.callback + 1, position, batches, step.progress)
+        position += batches
+    if training is not None:
+        yield training
 
 
 def _figure_class() -> Any:
-    try:
-        from matplotlib.figure import Figure
-    except ImportError as error:
-        raise SystemExit(
-            "drawing a timeline needs matplotlib: pip install 'interleaved-sampler[plot]'"
-        ) from error
-    return Figure
+    return require("matplotlib.figure", "drawing a timeline").Figure
 
 
 def plot_timeline(schedule: Schedule, names: Sequence[str], path: Path) -> None:
@@ -34,6 +69,9 @@ def plot_timeline(schedule: Schedule, names: Sequence[str], path: Path) -> None:
         schedule: the run's schedule.
         names: the name of each source: ``"train"`` first, then one per callback.
         path: the image file to write (``.png``, ``.svg``, ``.pdf``, ...).
+
+    Raises:
+        MissingExtraError: matplotlib is not installed.
 
     Example:
         >>> from interleaved_sampler.plan import RunPlan

@@ -25,7 +25,7 @@ from faulty import (
 )
 from helpers import batches, seq
 from pydantic import ValidationError
-from torch.utils.data import RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
 
 from interleaved_sampler import (
     InterleavedSampler,
@@ -458,6 +458,58 @@ def test_e23_callback_yields_more_than_its_len(actual: int | None) -> None:
     assert_names(
         error, "the callback0 sampler (LyingSampler)", "more than its len() = 3 indices in one pass"
     )
+
+
+def test_e29_a_tagged_loader_whose_batches_lost_their_tags() -> None:
+    loader = InterleavedSampler(seq(4), config()).get_data_loader(tagged=True)
+    rebatched = DataLoader(
+        loader.dataset,
+        batch_sampler=[list(batch) for batch in loader.batch_sampler],
+        collate_fn=loader.collate_fn,
+    )
+    with pytest.raises(ValueError) as error:
+        next(iter(rebatched))
+    assert_names(error, "a tagged loader got a batch without its tag", "per-rank samplers")
+
+
+def test_e30_a_framework_reading_batch_size_to_rebatch() -> None:
+    with pytest.raises(TypeError) as error:
+        _ = InterleavedSampler(seq(4), config()).batch_sampler.batch_size
+    assert_names(error, "no single batch_size", "use_distributed_sampler=False", "prepare(model")
+
+
+# --- load_state_dict -------------------------------------------------------------------------
+
+
+def test_e27_a_state_of_another_schedule_or_version() -> None:
+    state = InterleavedSampler(seq(8), config()).get_data_loader().state_dict()
+    other = InterleavedSampler(seq(10), config()).get_data_loader()
+    with pytest.raises(ValueError) as error:
+        other.load_state_dict(state)
+    assert_names(error, "another schedule", "sampler_len: the state has 8, this run has 10")
+    with pytest.raises(ValueError) as error:
+        other.load_state_dict({**state, "version": 0})
+    assert_names(error, "the state has version 0", "reads version 1")
+    with pytest.raises(ValueError) as error:
+        other.load_state_dict({"epoch": 3})  # type: ignore[dict-item]
+    assert_names(error, "needs a state from state_dict()", "got {'epoch': 3} (dict)")
+
+
+def test_e28_a_state_inside_a_pass_over_a_shuffling_callback() -> None:
+    callback = every(RandomSampler(range(6)), batch_size=2, name="val")
+    sampler = InterleavedSampler(seq(2), config(), callback_samplers=[callback])
+    state = sampler.batch_sampler.state_dict()
+    with pytest.raises(ValueError) as error:
+        sampler.batch_sampler.load_state_dict({**state, "batches": 2})
+    assert_names(error, "resume inside a pass", "the val sampler (RandomSampler)", "batch 1")
+
+
+def test_e18_also_for_a_state_inside_an_epoch() -> None:
+    sampler = InterleavedSampler(RandomSampler(range(8)), config())
+    state = sampler.batch_sampler.state_dict()
+    with pytest.raises(ValueError) as error:
+        sampler.get_data_loader().load_state_dict({**state, "batches": 1})
+    assert_names(error, "got RandomSampler", "update 1", "start_epoch=0")
 
 
 def test_e24_index_outside_the_dataset() -> None:

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scenarios import Scenario, scenarios
 from spec_model import ModelTag, model_batches
-from torch.utils.data import DataLoader, RandomSampler, Sampler, SequentialSampler
+from torch.utils.data import RandomSampler, Sampler, SequentialSampler
 
 from interleaved_sampler import InterleavedSampler, InterleavedSamplerConfig, SamplerIntervalConfig
 
@@ -352,17 +352,6 @@ def test_a_mid_pass_state_needs_a_callback_sampler_that_repeats_its_order() -> N
     sampler = make()
     sampler.batch_sampler.load_state_dict(state)
     assert list(next(iter(sampler.batch_sampler))) == [2, 3]
-
-
-def test_a_tagged_loader_whose_batches_lost_their_tags_raises() -> None:
-    loader = eval_every_3().get_data_loader(tagged=True)
-    rebatched = DataLoader(
-        loader.dataset,
-        batch_sampler=[list(batch) for batch in loader.batch_sampler],
-        collate_fn=loader.collate_fn,
-    )
-    with pytest.raises(ValueError, match="a tagged loader got a batch without its tag"):
-        next(iter(rebatched))
 
 
 class JumpingSampler(CountingSampler):

@@ -241,6 +241,7 @@ def images(length: int, seed: int, epoch: int) -> torch.Tensor:
     return FeistelPermutation.for_epoch(length, seed, epoch)(torch.arange(length))
 
 
+@pytest.mark.slow  # a few hundred thousand permutations: seconds each
 class TestStatisticalQuality:
     """Deterministic (fixed seeds) checks with loose bounds; docs/scale.md lists the values."""
 

@@ -12,10 +12,9 @@ Usage: python benchmarks/sampler_overhead.py [--samples N] [--repeats R]
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
-from collections.abc import Callable
 
+from timing import median_seconds
 from torch.utils.data import SequentialSampler
 
 from interleaved_sampler import (
@@ -68,16 +67,6 @@ def batch_lists(sampler: InterleavedSampler) -> None:
 def per_index(sampler: InterleavedSampler) -> None:
     for _ in sampler:
         pass
-
-
-def median_seconds(functions: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
-    times: dict[str, list[float]] = {name: [] for name in functions}
-    for _ in range(repeats):  # alternate, so drifts in machine load hit all alike
-        for name, function in functions.items():
-            start = time.perf_counter()
-            function()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def main() -> None:

@@ -23,11 +23,11 @@ import re
 import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 
 import torch
+from timing import median_seconds
 from torch.utils.data import RandomSampler
 
 from interleaved_sampler import SeededRandomSampler
@@ -82,16 +82,6 @@ def measured_growth(kind: str, size: int, take: int) -> float:
     command = [sys.executable, __file__, "--memory-child", kind, str(size), str(take)]
     result = subprocess.run(command, capture_output=True, text=True, check=True)
     return float(result.stdout)
-
-
-def median_seconds(functions: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
-    times: dict[str, list[float]] = {name: [] for name in functions}
-    for _ in range(repeats):  # alternate, so drifts in machine load hit all alike
-        for name, function in functions.items():
-            start = time.perf_counter()
-            function()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def main() -> None:

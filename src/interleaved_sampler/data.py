@@ -10,10 +10,11 @@ source's collate function.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+import torch
 from torch.utils.data import Dataset
 from torch.utils.data._utils.collate import default_collate
 from torch.utils.data._utils.pin_memory import pin_memory
@@ -23,6 +24,38 @@ from interleaved_sampler.config import source_names
 from interleaved_sampler.schedule import BatchTag, TrainingProgress
 
 CollateFn = Callable[[list[Any]], Any]
+
+
+def map_tensors(fn: Callable[[torch.Tensor], torch.Tensor], data: Any) -> Any:
+    """``data`` with ``fn`` applied to every tensor in it, at any depth of mappings, lists
+    and tuples (named tuples included); containers are rebuilt, other objects kept as they are.
+
+    Args:
+        fn: what to make of each tensor.
+        data: a collated batch.
+
+    Example:
+        >>> batch = {"x": torch.zeros(2), "meta": [torch.ones(1), "id"]}
+        >>> map_tensors(lambda t: t + 1, batch)
+        {'x': tensor([1., 1.]), 'meta': [tensor([2.]), 'id']}
+    """
+    if isinstance(data, torch.Tensor):
+        return fn(data)
+    if isinstance(data, Mapping):
+        items = {key: map_tensors(fn, value) for key, value in data.items()}
+        try:
+            return type(data)(items)  # type: ignore[call-arg]
+        except TypeError:  # a mapping type that cannot be built from a dict
+            return items
+    if isinstance(data, tuple) and hasattr(data, "_fields"):
+        return type(data)(*(map_tensors(fn, value) for value in data))
+    if isinstance(data, list | tuple):
+        values = [map_tensors(fn, value) for value in data]
+        try:
+            return type(data)(values)
+        except TypeError:  # a sequence type that cannot be built from a list
+            return values if isinstance(data, list) else tuple(values)
+    return data
 
 
 class IndexBatch(list[int]):

@@ -232,7 +232,7 @@ class CachingBatchSampler(InterleavedBatchSampler):
         ...     SequentialSampler(range(4)),
         ...     InterleavedSamplerConfig(batch_size=2, max_updates=2),
         ...     callback_samplers=[SamplerIntervalConfig(
-        ...         SequentialSampler(range(3)), every_n_updates=1, cache=True)],
+        ...         SequentialSampler(range(3)), every_n_updates=1, batch_size=3, cache=True)],
         ... )
         >>> sampler = CachingBatchSampler(run.schedule, run.sources, cached={0})
         >>> [list(batch) for batch in sampler], len(sampler)

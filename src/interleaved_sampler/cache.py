@@ -56,7 +56,7 @@ class PassCache:
         >>> passes = deque([CachedPass(0, 1, done, served=False), CachedPass(0, 2, done, True)])
         >>> loaded = iter([torch.tensor([0]), torch.tensor([7]), torch.tensor([1])])
         >>> [batch.item() for batch in PassCache([1]).interleave(loaded, passes)]
-        [0, 7, 1, 7]
+        [0, 7, 7, 1]
     """
 
     def __init__(self, batches_per_pass: Sequence[int]) -> None:

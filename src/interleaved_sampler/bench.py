@@ -4,6 +4,8 @@ A training run with periodic evaluation over synthetic, worker-bound datasets, r
 in one process, alternating and repeated:
 
 - ``interleaved``: this library: one (tagged) DataLoader, one worker pool for the whole run;
+- ``interleaved + cache``: the same with the evaluation cache (``cache=True``): each
+  evaluation sample is loaded once, later passes are served from memory;
 - ``per-dataset``: one DataLoader per dataset without persistent workers: a fresh pool for
   every training epoch and for every evaluation pass;
 - ``persistent``: one DataLoader per dataset with ``persistent_workers=True``: one pool per
@@ -51,7 +53,19 @@ from interleaved_sampler.data import InterleavedBatch
 from interleaved_sampler.sampler import InterleavedSampler
 from interleaved_sampler.samplers import SeededRandomSampler
 
-VARIANTS = ("interleaved", "per-dataset", "persistent")
+VARIANTS = ("interleaved", "interleaved + cache", "per-dataset", "persistent")
+# (slower, faster) pairs whose wall and memory ratios a report gives, where both ran
+RATIOS = (
+    ("per-dataset", "interleaved"),
+    ("persistent", "interleaved"),
+    ("interleaved", "interleaved + cache"),
+)
+COLORS = {
+    "interleaved": "tab:green",
+    "interleaved + cache": "tab:blue",
+    "per-dataset": "tab:red",
+    "persistent": "tab:orange",
+}
 LOADS = ("cpu", "sleep")
 START_METHODS = ("fork", "spawn", "forkserver")
 MIB = 2**20
@@ -119,14 +133,25 @@ class Scenario:
         return self.updates * self.batch_size + self.evaluations * sum(self.eval_sizes)
 
     @property
+    def samples_loaded_cached(self) -> int:
+        """Samples loaded with the evaluation cache: each evaluation sample once."""
+        return self.updates * self.batch_size + min(self.evaluations, 1) * sum(self.eval_sizes)
+
+    @property
     def worker_bound_s(self) -> float:
         """The worker-bound limit: total loading work divided by the workers of one pool."""
         return self.samples_loaded * self.load_ms / 1000 / self.workers
+
+    @property
+    def worker_bound_cached_s(self) -> float:
+        """The worker-bound limit with the evaluation cache."""
+        return self.samples_loaded_cached * self.load_ms / 1000 / self.workers
 
     def expected_startups(self, variant: str) -> int:
         """How many worker processes ``variant`` starts in this run."""
         pools = {
             "interleaved": 1,
+            "interleaved + cache": 1,
             "per-dataset": self.epochs_started + self.evaluations * len(self.eval_sizes),
             "persistent": 1 + len(self.eval_sizes) if self.evaluations else 1,
         }[variant]
@@ -148,6 +173,8 @@ class RunResult:
             ``forkserver``) during the run: the loading work plus every overhead.
         other_cores: CPU cores that other processes of the machine kept busy on average
             during the run: the noise a figure carries.
+        cache_bytes: the most bytes the evaluation cache held (the loader's
+            ``cache_bytes``; 0 without the cache).
     """
 
     variant: str
@@ -158,6 +185,7 @@ class RunResult:
     peak_uss: int
     cpu_s: float
     other_cores: float
+    cache_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -222,6 +250,12 @@ class BenchReport:
     scenario: Scenario
     runs: tuple[RunResult, ...]
 
+    @property
+    def variants(self) -> tuple[str, ...]:
+        """The variants that ran, in the order of :data:`VARIANTS`."""
+        ran = {run.variant for run in self.runs}
+        return tuple(variant for variant in VARIANTS if variant in ran)
+
     def summary(self, variant: str) -> Summary:
         """The summary of ``variant``'s runs."""
         return Summary.of(variant, [run for run in self.runs if run.variant == variant])
@@ -237,30 +271,37 @@ class BenchReport:
 
     def rounds(self) -> list[dict[str, RunResult]]:
         """The runs by round: each round ran every variant once."""
-        size = len(VARIANTS)
+        size = len(self.variants)
         chunks = (self.runs[i : i + size] for i in range(0, len(self.runs), size))
         return [{run.variant: run for run in chunk} for chunk in chunks]
 
     def ratios(self) -> dict[str, tuple[float, float, float]]:
-        """Ratios (> 1: the interleaved loader wins, or is above the limit): of the medians,
-        and the lowest and highest of the rounds' ratios."""
-        limit = self.scenario.worker_bound_s
+        """Ratios of the :data:`RATIOS` pairs that ran (> 1: the second wins) and of the
+        interleaved variants to their worker-bound limits: of the medians, and the lowest
+        and highest of the rounds' ratios."""
+        ran = self.variants
         ratios = {
-            f"{metric} {other} / interleaved": (
-                getattr(self.summary(other), attribute)
-                / getattr(self.summary("interleaved"), attribute),
+            f"{metric} {slower} / {faster}": (
+                getattr(self.summary(slower), attribute) / getattr(self.summary(faster), attribute),
                 [
-                    getattr(r[other], attribute) / getattr(r["interleaved"], attribute)
+                    getattr(r[slower], attribute) / getattr(r[faster], attribute)
                     for r in self.rounds()
                 ],
             )
             for metric, attribute in (("wall", "wall_s"), ("peak PSS", "peak_pss"))
-            for other in VARIANTS[1:]
+            for slower, faster in RATIOS
+            if slower in ran and faster in ran
         }
-        ratios["wall interleaved / worker-bound limit"] = (
-            self.summary("interleaved").wall_s / limit,
-            [r["interleaved"].wall_s / limit for r in self.rounds()],
+        limits = (
+            ("interleaved", "worker-bound limit", self.scenario.worker_bound_s),
+            ("interleaved + cache", "its limit", self.scenario.worker_bound_cached_s),
         )
+        for variant, name, limit in limits:
+            if variant in ran:
+                ratios[f"wall {variant} / {name}"] = (
+                    self.summary(variant).wall_s / limit,
+                    [r[variant].wall_s / limit for r in self.rounds()],
+                )
         return {name: (value, min(each), max(each)) for name, (value, each) in ratios.items()}
 
 
@@ -493,8 +534,8 @@ def loader_args(
 
 
 def run_interleaved(
-    scenario: Scenario, data: Datasets, common: dict[str, Any], rec: Recorder
-) -> None:
+    scenario: Scenario, data: Datasets, common: dict[str, Any], rec: Recorder, cache: bool
+) -> int:
     """The run through this library: one tagged DataLoader for training and every evaluation.
 
     Args:
@@ -502,6 +543,10 @@ def run_interleaved(
         data: its datasets.
         common: the DataLoader arguments every variant shares.
         rec: records the waiting and the samples.
+        cache: cache the evaluation datasets (``SamplerIntervalConfig(cache=True)``).
+
+    Returns:
+        The most bytes the loader's evaluation cache held.
     """
     sampler = InterleavedSampler(
         SeededRandomSampler(data.train, seed=scenario.seed),
@@ -511,13 +556,17 @@ def run_interleaved(
                 SequentialSampler(dataset),
                 every_n_updates=scenario.eval_every,
                 batch_size=scenario.eval_batch_size,
+                cache=cache,
             )
             for dataset in data.evals
         ],
     )
-    for batch in rec.fetch(sampler.get_data_loader(tagged=True, **common)):
+    loader, cache_bytes = sampler.get_data_loader(tagged=True, **common), 0
+    for batch in rec.fetch(loader):
         check_tag(batch)
         rec.consume(batch.data, scenario.step_ms / 1000)
+        cache_bytes = max(cache_bytes, loader.cache_bytes)
+    return cache_bytes
 
 
 def check_tag(batch: InterleavedBatch) -> None:
@@ -594,9 +643,10 @@ def run_once(
     recorder = Recorder()
     with MemoryPeak(memory_interval_s) as memory:
         cpu = CpuSnapshot.now()
-        start = time.perf_counter()
-        if variant == "interleaved":
-            run_interleaved(scenario, data, common, recorder)
+        start, cache_bytes = time.perf_counter(), 0
+        if variant.startswith("interleaved"):
+            cache = variant == "interleaved + cache"
+            cache_bytes = run_interleaved(scenario, data, common, recorder, cache)
         else:
             run_per_dataset(scenario, data, common, recorder, variant == "persistent")
         wall_s = time.perf_counter() - start  # the pools of the run are shut down by now
@@ -610,6 +660,7 @@ def run_once(
         memory.peak_uss,
         cpu_end.tree_s - cpu.tree_s,
         cpu_end.other_cores(cpu, wall_s),
+        cache_bytes,
     )
     return result, recorder.trace()
 
@@ -639,6 +690,7 @@ def run_benchmark(
     repeats: int,
     memory_interval_s: float = 1.0,
     log: Callable[[str], None] = print,
+    variants: Sequence[str] = VARIANTS,
 ) -> BenchReport:
     """Run every variant ``repeats`` times, alternating, rotating the order each round.
 
@@ -647,6 +699,7 @@ def run_benchmark(
         repeats: rounds; each runs every variant once.
         memory_interval_s: seconds between memory samples.
         log: receives a line per finished run.
+        variants: the variants to run (some of :data:`VARIANTS`, in that order).
 
     Raises:
         SampleMismatchError: if the variants did not consume exactly the same samples.
@@ -655,17 +708,19 @@ def run_benchmark(
     data = Datasets.of(scenario)
     runs: list[RunResult] = []
     traces: dict[str, tuple[Phase, ...]] = {}
+    order = [variant for variant in VARIANTS if variant in variants]
     for round_ in range(repeats):
-        shift = round_ % len(VARIANTS)
-        for variant in VARIANTS[shift:] + VARIANTS[:shift]:
+        shift = round_ % len(order)
+        for variant in order[shift:] + order[:shift]:
             result, traces[variant] = run_once(variant, scenario, data, context, memory_interval_s)
             check_same_samples(traces)
             runs.append(result)
+            cache = f"  cache {result.cache_bytes / MIB:.1f} MiB" if result.cache_bytes else ""
             log(
-                f"round {round_ + 1}/{repeats}  {variant:<12} wall {result.wall_s:6.2f} s  "
+                f"round {round_ + 1}/{repeats}  {variant:<19} wall {result.wall_s:6.2f} s  "
                 f"waiting {result.wait_s:6.2f} s  {result.startups:3d} worker start-ups  "
                 f"peak PSS {result.peak_pss / MIB:6.0f} MiB  "
-                f"other processes busy {result.other_cores:4.2f} cores"
+                f"other processes busy {result.other_cores:4.2f} cores{cache}"
             )
     return BenchReport(scenario, tuple(runs))
 
@@ -678,7 +733,7 @@ def format_report(report: BenchReport) -> str:
         "| peak PSS MiB | peak USS MiB | CPU s | other processes busy (cores) |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for variant in VARIANTS:
+    for variant in report.variants:
         s = report.summary(variant)
         lines.append(
             f"| {variant} | {s.wall_s:.2f} ({s.wall_min_s:.2f}-{s.wall_max_s:.2f}) "
@@ -689,18 +744,29 @@ def format_report(report: BenchReport) -> str:
         f"| worker-bound limit | {scenario.worker_bound_s:.2f} | | | | | "
         f"{scenario.worker_bound_s * scenario.workers:.1f} | |"
     )
+    if "interleaved + cache" in report.variants:
+        lines.append(
+            f"| worker-bound limit with cache | {scenario.worker_bound_cached_s:.2f} | | | | | "
+            f"{scenario.worker_bound_cached_s * scenario.workers:.1f} | |"
+        )
     lines.append("\nRatios of the medians (in brackets: lowest and highest of the rounds):\n")
     lines.extend(
         f"- {name}: {value:.2f} ({low:.2f}-{high:.2f})"
         for name, (value, low, high) in report.ratios().items()
     )
     lines.append(
-        f"\n{len(report.runs) // len(VARIANTS)} runs per variant. {scenario.samples_loaded} "
+        f"\n{len(report.rounds())} runs per variant. {scenario.samples_loaded} "
         f"samples loaded per run ({scenario.updates} updates of {scenario.batch_size}, "
         f"{scenario.evaluations} evaluations of {list(scenario.eval_sizes)} in batches of "
         f"{scenario.eval_batch_size}), {scenario.load_ms} ms {scenario.load} each, "
         f"{scenario.workers} workers ({scenario.start_method})."
     )
+    if "interleaved + cache" in report.variants:
+        held = max(run.cache_bytes for run in report.runs)
+        lines.append(
+            f"With the cache, {scenario.samples_loaded_cached} samples loaded per run; the "
+            f"cache held {held / MIB:.1f} MiB."
+        )
     return "\n".join(lines)
 
 
@@ -716,16 +782,18 @@ def plot(report: BenchReport, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    summaries = [report.summary(variant) for variant in VARIANTS]
-    figure, (wall, memory) = plt.subplots(1, 2, figsize=(10, 4))
+    variants = report.variants
+    summaries = [report.summary(variant) for variant in variants]
+    colors = [COLORS[variant] for variant in variants]
+    figure, (wall, memory) = plt.subplots(1, 2, figsize=(11, 4))
     walls = [s.wall_s for s in summaries]
     spread = [
         [s.wall_s - s.wall_min_s for s in summaries],
         [s.wall_max_s - s.wall_s for s in summaries],
     ]
-    wall.bar(VARIANTS, walls, yerr=spread, capsize=4, color=["tab:green", "tab:red", "tab:orange"])
+    wall.bar(variants, walls, yerr=spread, capsize=4, color=colors)
     wall.bar(
-        VARIANTS,
+        variants,
         [s.wait_s for s in summaries],
         color="none",
         hatch="//",
@@ -738,11 +806,7 @@ def plot(report: BenchReport, path: Path) -> None:
     wall.set_ylabel("wall time (s)")
     wall.set_ylim(top=1.3 * max(s.wall_max_s for s in summaries))  # room for the legend
     wall.legend(loc="upper left")
-    memory.bar(
-        VARIANTS,
-        [s.peak_pss / MIB for s in summaries],
-        color=["tab:green", "tab:red", "tab:orange"],
-    )
+    memory.bar(variants, [s.peak_pss / MIB for s in summaries], color=colors)
     memory.set_ylabel("peak PSS of process tree (MiB)")
     figure.suptitle("training with periodic evaluation: one loader vs one per dataset")
     figure.tight_layout()
@@ -780,6 +844,7 @@ def add_parser(subparsers: Any) -> None:
     add("--prefetch-factor", type=_positive(int), default=d.prefetch_factor, help="per worker")
     add("--seed", type=_non_negative(int), default=d.seed, help="of the training sampler")
     add("--repeats", type=_positive(int), default=2, help="rounds; each runs every variant")
+    add("--variants", choices=VARIANTS, nargs="+", default=list(VARIANTS), help="to run")
     add("--memory-interval", type=_positive(float), default=1.0, help="seconds between samples")
     add("--plot", type=Path, help="write a bar chart (PNG) here")
     add("--json", type=Path, help="write the scenario, every run and the ratios here")
@@ -807,7 +872,11 @@ def run(args: argparse.Namespace) -> int:
     if scenario.train_size < scenario.batch_size:
         raise SystemExit(f"--train-size {scenario.train_size} < --batch-size {scenario.batch_size}")
     report = run_benchmark(
-        scenario, args.repeats, args.memory_interval, log=lambda line: print(line, flush=True)
+        scenario,
+        args.repeats,
+        args.memory_interval,
+        log=lambda line: print(line, flush=True),
+        variants=args.variants,
     )
     print(format_report(report))
     if args.plot:

@@ -21,6 +21,12 @@ class InterleavedDataLoader(DataLoader[Any]):
     Build it with :meth:`InterleavedSampler.get_data_loader
     <interleaved_sampler.InterleavedSampler.get_data_loader>`.
 
+    With cached callbacks its batch sampler is a
+    :class:`~interleaved_sampler.batching.CachingBatchSampler`: the workers load only the
+    first pass over each (per iteration), and the iterator serves copies of its batches
+    in place of the later passes (see ``docs/cache.md``); :attr:`cache_bytes` is what the
+    cache holds.
+
     Example:
         >>> from torch.utils.data import SequentialSampler
         >>> from interleaved_sampler import InterleavedSampler, InterleavedSamplerConfig

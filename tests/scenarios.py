@@ -3,6 +3,7 @@ model's from the same description."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -29,8 +30,8 @@ class SamplerSpec:
     shuffle: bool = False
     drop_last: bool = False
 
-    def build(self) -> Any:
-        dataset = list(range(self.length))
+    def build(self, dataset: Any = None) -> Any:
+        dataset = list(range(self.length)) if dataset is None else dataset
         if self.kind == "sequential":
             return SequentialSampler(dataset)
         if self.kind == "seeded":
@@ -51,6 +52,7 @@ class CallbackSpec:
     interval: str  # "every_n_epochs" | "every_n_updates" | "every_n_samples"
     n: int
     batch_size: int | None
+    cache: bool = False
 
 
 @dataclass(frozen=True)
@@ -72,15 +74,20 @@ class Scenario:
             **self.start,
         )
 
-    def sampler(self) -> InterleavedSampler:
+    def sampler(self, callback_datasets: Sequence[Any] = ()) -> InterleavedSampler:
+        """The library's sampler; ``callback_datasets`` replace the callbacks' (lists)."""
+        datasets = list(callback_datasets) or [None] * len(self.callbacks)
         return InterleavedSampler(
             self.main.build(),
             self.config(),
             callback_samplers=[
                 SamplerIntervalConfig(
-                    c.sampler.build(), batch_size=c.batch_size, **{c.interval: c.n}
+                    c.sampler.build(dataset),
+                    batch_size=c.batch_size,
+                    cache=c.cache,
+                    **{c.interval: c.n},
                 )
-                for c in self.callbacks
+                for c, dataset in zip(self.callbacks, datasets, strict=True)
             ],
         )
 
@@ -126,18 +133,22 @@ def sampler_specs(draw: st.DrawFn, min_length: int = 0, max_length: int = 30) ->
 
 
 @st.composite
-def callback_specs(draw: st.DrawFn) -> CallbackSpec:
+def callback_specs(draw: st.DrawFn, cache: bool = False) -> CallbackSpec:
+    """A callback; with ``cache``, cached or not (a shuffling sampler never is)."""
     sampler = draw(sampler_specs(min_length=3, max_length=12))
     interval = draw(st.sampled_from(["every_n_epochs", "every_n_updates", "every_n_samples"]))
     n = draw(st.integers(1, 25 if interval == "every_n_samples" else 6))
     batch_size = draw(st.integers(1, 6))
+    cached = cache and not sampler.shuffle and draw(st.booleans())
     if interval != "every_n_samples" and draw(st.booleans()):
-        return CallbackSpec(sampler, interval, n, None)
-    return CallbackSpec(sampler, interval, n, batch_size)
+        return CallbackSpec(sampler, interval, n, None, cached)
+    return CallbackSpec(sampler, interval, n, batch_size, cached)
 
 
 @st.composite
-def scenarios(draw: st.DrawFn, with_start: bool = True, min_main: int = 1) -> Scenario:
+def scenarios(
+    draw: st.DrawFn, with_start: bool = True, min_main: int = 1, cache: bool = False
+) -> Scenario:
     main = draw(sampler_specs(min_length=min_main, max_length=30))
     assume(len(main.build()) >= min_main)  # a distributed shard can be empty
     batch_size = draw(st.integers(1, 10))
@@ -171,7 +182,7 @@ def scenarios(draw: st.DrawFn, with_start: bool = True, min_main: int = 1) -> Sc
         stops=stops,
         start=start,
         evaluation=draw(st.booleans()) and draw(st.booleans()),
-        callbacks=tuple(draw(st.lists(callback_specs(), max_size=3))),
+        callbacks=tuple(draw(st.lists(callback_specs(cache), max_size=3))),
     )
 
 

@@ -66,6 +66,12 @@ def resumed(scenario: Scenario, state: dict[str, Any], **loader_args: Any) -> li
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios(), st.data())
 def test_a_loader_saved_after_any_batch_resumes_exactly(scenario: Scenario, data: Any) -> None:
+    check_resumes_exactly(scenario, data)
+
+
+def check_resumes_exactly(scenario: Scenario, data: Any) -> None:
+    """A tagged loader of ``scenario`` yields the model's run, and one saved after a few
+    drawn batches resumes exactly (as does the running one)."""
     try:
         sampler = scenario.sampler()
     except ValueError:

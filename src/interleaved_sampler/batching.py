@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
@@ -11,7 +12,14 @@ from torch.utils.data import Sampler
 
 from interleaved_sampler.data import IndexBatch
 from interleaved_sampler.samplers import repeats_epoch_order
-from interleaved_sampler.schedule import BatchTag, CallbackPass, Position, Schedule, TrainingSpan
+from interleaved_sampler.schedule import (
+    BatchTag,
+    CallbackPass,
+    Position,
+    Schedule,
+    TrainingProgress,
+    TrainingSpan,
+)
 from interleaved_sampler.state import make_state, read_state
 
 _END = object()
@@ -198,6 +206,111 @@ class InterleavedBatchSampler(Sampler[list[int]]):
                 f"{source.describe()} yielded more than its len() = {length} indices in one "
                 "pass; len() must equal the number of indices one iteration yields"
             )
+
+
+@dataclass(frozen=True)
+class CachedPass:
+    """A pass over a cached callback, placed among the batches an iteration loads.
+
+    Args:
+        callback: the callback's index.
+        at: batches of the iteration loaded before the pass.
+        progress: the training work completed when the pass runs.
+        served: ``False``: the pass is loaded (its batches are the next ones loaded) and
+            kept; ``True``: it is served from the kept batches, nothing is loaded.
+    """
+
+    callback: int
+    at: int
+    progress: TrainingProgress
+    served: bool
+
+
+class CachingBatchSampler(InterleavedBatchSampler):
+    """An :class:`InterleavedBatchSampler` that yields only the batches to load.
+
+    In each iteration, the first whole pass over a cached callback is yielded (to be loaded
+    and kept); every later pass is not: its sampler is still iterated, to check that it
+    yields the same indices, and a :class:`CachedPass` in :attr:`passes` tells the loader
+    where to serve it. The batches it yields and the passes it records together are the
+    run of an :class:`InterleavedBatchSampler`; ``len()`` and the state protocol count
+    both.
+
+    Args:
+        schedule: the run's schedule.
+        sources: the main source, then one per callback.
+        cached: the indices of the cached callbacks.
+        tagged: attach its :class:`~interleaved_sampler.schedule.BatchTag` to every batch.
+
+    Example:
+        >>> from torch.utils.data import SequentialSampler
+        >>> from interleaved_sampler import InterleavedSampler, InterleavedSamplerConfig
+        >>> from interleaved_sampler import SamplerIntervalConfig
+        >>> run = InterleavedSampler(
+        ...     SequentialSampler(range(4)),
+        ...     InterleavedSamplerConfig(batch_size=2, max_updates=2),
+        ...     callback_samplers=[SamplerIntervalConfig(
+        ...         SequentialSampler(range(3)), every_n_updates=1, batch_size=3, cache=True)],
+        ... )
+        >>> sampler = CachingBatchSampler(run.schedule, run.sources, cached={0})
+        >>> [list(batch) for batch in sampler], len(sampler)
+        ([[0, 1], [4, 5, 6], [2, 3]], 4)
+        >>> [(p.at, p.served) for p in sampler.passes]
+        [(1, False), (3, True)]
+    """
+
+    def __init__(
+        self,
+        schedule: Schedule,
+        sources: Sequence[Source],
+        cached: set[int] | frozenset[int],
+        tagged: bool = False,
+    ) -> None:
+        super().__init__(schedule, sources, tagged)
+        self.cached = frozenset(cached)
+        # One queue for the sampler's lifetime: a loader holds it while iterating.
+        self.passes: deque[CachedPass] = deque()
+        self._first_passes: dict[int, list[IndexBatch]] = {}
+        self._loaded = 0
+
+    def __iter__(self) -> Iterator[IndexBatch]:
+        self.passes.clear()
+        self._first_passes, self._loaded = {}, 0
+        for batch in super().__iter__():
+            self._loaded += 1
+            yield batch
+
+    def _callback_pass(self, step: CallbackPass) -> Iterator[IndexBatch]:
+        if step.callback not in self.cached or step.first_batch:  # a resumed pass: not whole
+            return super()._callback_pass(step)
+        first = self._first_passes.get(step.callback)
+        if first is None:
+            return self._keep(step)
+        self._check_same(step, first)
+        self.passes.append(CachedPass(step.callback, self._loaded, step.progress, served=True))
+        self._produced += len(first)
+        return iter(())
+
+    def _keep(self, step: CallbackPass) -> Iterator[IndexBatch]:
+        self.passes.append(CachedPass(step.callback, self._loaded, step.progress, served=False))
+        first = self._first_passes[step.callback] = []
+        for batch in super()._callback_pass(step):
+            first.append(batch)
+            yield batch
+
+    def _check_same(self, step: CallbackPass, first: list[IndexBatch]) -> None:
+        source = self.sources[step.callback + 1]
+        batches = super()._callback_pass(step)
+        for position, (batch, kept) in enumerate(zip(batches, first, strict=True)):
+            if batch != kept:
+                now, then = ([i - source.offset for i in b[:8]] for b in (batch, kept))
+                raise ValueError(
+                    f"{source.describe()} has cache=True but yielded other indices in a later "
+                    f"pass (after update {step.progress.update}) than in its first: batch "
+                    f"{position} starts {now}, was {then}; a cached callback needs a sampler "
+                    "that yields the same indices in every pass (no shuffling): use a "
+                    "sequential one, or cache=False"
+                )
 
 
 class _EpochReader:

@@ -72,6 +72,9 @@ class SamplerIntervalConfig:
             multiple of n. Requires ``batch_size``.
         batch_size: batch size of this pass (``None``: the main batch size in use).
         name: tag of this callback's batches (``None``: ``"callback{i}"``).
+        cache: keep the batches of the first pass (of each iteration of the loader) in the
+            main process and serve every later pass from memory, without loading; needs a
+            sampler that yields the same indices in every pass and deterministic loading.
 
     Exactly one ``every_n_*`` must be given.
 
@@ -89,6 +92,7 @@ class SamplerIntervalConfig:
     every_n_samples: int | None = None
     batch_size: int | None = None
     name: str | None = None
+    cache: bool = False
 
     @field_validator("every_n_epochs", "every_n_updates", "every_n_samples", "batch_size")
     @classmethod

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+import torch
 from torch.utils.data import Dataset
 from torch.utils.data._utils.collate import default_collate
 from torch.utils.data._utils.pin_memory import pin_memory
@@ -24,6 +25,60 @@ from interleaved_sampler.config import source_names
 from interleaved_sampler.schedule import BatchTag, TrainingProgress
 
 CollateFn = Callable[[list[Any]], Any]
+
+
+def map_leaves(fn: Callable[[Any], Any], data: Any, is_leaf: Callable[[Any], bool]) -> Any:
+    """``data`` with ``fn`` applied to every leaf in it, at any depth of mappings, lists,
+    tuples (named tuples included) and dataclasses; containers are rebuilt, other objects
+    kept as they are.
+
+    Args:
+        fn: what to make of each leaf.
+        data: a collated batch.
+        is_leaf: which objects are leaves (checked before looking inside a container).
+    """
+    if is_leaf(data):
+        return fn(data)
+    if isinstance(data, Mapping):
+        items = {key: map_leaves(fn, value, is_leaf) for key, value in data.items()}
+        try:
+            return type(data)(items)  # type: ignore[call-arg]
+        except TypeError:  # a mapping type that cannot be built from a dict
+            return items
+    if isinstance(data, tuple) and hasattr(data, "_fields"):  # a named tuple
+        return type(data)(*(map_leaves(fn, value, is_leaf) for value in data))
+    if isinstance(data, list | tuple):
+        values = [map_leaves(fn, value, is_leaf) for value in data]
+        try:
+            return type(data)(values)
+        except TypeError:  # a sequence type that cannot be built from a list
+            return values if isinstance(data, list) else tuple(values)
+    if dataclasses.is_dataclass(data) and not isinstance(data, type):
+        fields = dataclasses.fields(data)
+        changes = {f.name: map_leaves(fn, getattr(data, f.name), is_leaf) for f in fields if f.init}
+        return replace(data, **changes)
+    return data
+
+
+def map_tensors(fn: Callable[[torch.Tensor], torch.Tensor], data: Any) -> Any:
+    """``data`` with ``fn`` applied to every tensor in it (see :func:`map_leaves`).
+
+    Example:
+        >>> batch = {"x": torch.zeros(2), "meta": [torch.ones(1), "id"]}
+        >>> map_tensors(lambda t: t + 1, batch)
+        {'x': tensor([1., 1.]), 'meta': [tensor([2.]), 'id']}
+    """
+    return map_leaves(fn, data, lambda leaf: isinstance(leaf, torch.Tensor))
+
+
+def move_data(data: Any, *args: Any, **kwargs: Any) -> Any:
+    """``data`` with every tensor, and every other object with a ``to`` method, replaced by
+    its ``.to(*args, **kwargs)`` (see :func:`map_leaves`)."""
+    return map_leaves(lambda leaf: leaf.to(*args, **kwargs), data, _has_to)
+
+
+def _has_to(data: Any) -> bool:
+    return callable(getattr(data, "to", None)) and not isinstance(data, type)
 
 
 class IndexBatch(list[int]):
@@ -236,27 +291,6 @@ class InterleavedBatch:
             (device(type='meta'), 'train', [0, 1])
         """
         return replace(self, data=move_data(self.data, *args, **kwargs))
-
-
-def move_data(data: Any, *args: Any, **kwargs: Any) -> Any:
-    """``data`` with every tensor (and object with a ``to`` method) ``.to(*args, **kwargs)``,
-    rebuilt with the same containers: mappings, lists, tuples, named tuples, dataclasses."""
-    if hasattr(data, "to") and callable(data.to) and not isinstance(data, type):
-        return data.to(*args, **kwargs)
-    if isinstance(data, Mapping):
-        return type(data)({k: move_data(v, *args, **kwargs) for k, v in data.items()})  # type: ignore[call-arg]
-    if isinstance(data, tuple) and hasattr(data, "_fields"):  # a named tuple
-        return type(data)(*(move_data(v, *args, **kwargs) for v in data))
-    if isinstance(data, (list, tuple)):
-        return type(data)(move_data(v, *args, **kwargs) for v in data)
-    if dataclasses.is_dataclass(data) and not isinstance(data, type):
-        moved = {
-            f.name: move_data(getattr(data, f.name), *args, **kwargs)
-            for f in dataclasses.fields(data)
-            if f.init
-        }
-        return replace(data, **moved)
-    return data
 
 
 def _head(indices: list[int], shown: int = 8) -> str:

@@ -7,7 +7,8 @@ from typing import Any
 
 from torch.utils.data import DataLoader
 
-from interleaved_sampler.batching import InterleavedBatchSampler
+from interleaved_sampler.batching import CachingBatchSampler, InterleavedBatchSampler
+from interleaved_sampler.cache import PassCache
 from interleaved_sampler.state import make_state
 
 
@@ -19,6 +20,12 @@ class InterleavedDataLoader(DataLoader[Any]):
     iterating makes the next ``iter()`` yield exactly the rest of the run, tags included.
     Build it with :meth:`InterleavedSampler.get_data_loader
     <interleaved_sampler.InterleavedSampler.get_data_loader>`.
+
+    With cached callbacks its batch sampler is a
+    :class:`~interleaved_sampler.batching.CachingBatchSampler`: the workers load only the
+    first pass over each (per iteration), and the iterator serves copies of its batches
+    in place of the later passes (see ``docs/cache.md``); :attr:`cache_bytes` is what the
+    cache holds.
 
     Example:
         >>> from torch.utils.data import SequentialSampler
@@ -42,11 +49,24 @@ class InterleavedDataLoader(DataLoader[Any]):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._consumed = 0
+        self._cache: PassCache | None = None
 
     def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
         # Read before the workers start: prefetching starts the batch sampler's iteration.
         self._consumed = self.batch_sampler.resume_position
-        return self._count_consumed(super().__iter__())
+        batches: Iterator[Any] = super().__iter__()
+        sampler = self.batch_sampler
+        if isinstance(sampler, CachingBatchSampler):
+            self._cache = PassCache([plan.batches_per_pass for plan in sampler.schedule.callbacks])
+            batches = self._cache.interleave(batches, sampler.passes)
+        return self._count_consumed(batches)
+
+    @property
+    def cache_bytes(self) -> int:
+        """Bytes the evaluation cache holds now: the sum of ``nbytes`` of the tensors of the
+        kept batches (their elements, not Python objects); 0 without cached callbacks, before
+        the first cached pass of an iteration and after the iteration ended."""
+        return self._cache.nbytes if self._cache is not None else 0
 
     def _count_consumed(self, batches: Iterator[Any]) -> Iterator[Any]:
         for batch in batches:

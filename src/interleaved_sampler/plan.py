@@ -28,7 +28,7 @@ from interleaved_sampler.extras import require
 from interleaved_sampler.schedule import Schedule
 from interleaved_sampler.timeline import plot_timeline, segments
 
-CALLBACK_KEYS = ("name", "length", *INTERVAL_FIELDS, "batch_size")
+CALLBACK_KEYS = ("name", "length", *INTERVAL_FIELDS, "batch_size", "cache")
 # RunPlan fields that flags can set
 FLAG_FIELDS = (
     "length",
@@ -120,28 +120,35 @@ def _summary(plan: RunPlan, schedule: Schedule) -> list[str]:
             f"to epoch {end.epoch}, update {end.update}, sample {end.sample}: "
             f"{schedule.train_batches} batches"
         )
+    cached = any(cfg.cache for cfg in plan.callbacks)
     header = ("callback", "length", "batch_size", "batches/pass", "when", "passes", "batches")
-    rows = [header]
+    rows: list[tuple[str, ...]] = [(*header, "from memory") if cached else header]
+    served = served_batches = 0
     for i, (callback, cfg) in enumerate(zip(schedule.callbacks, plan.callbacks, strict=True)):
         passes = schedule.passes(i)
         when = next(f"{f} = {getattr(cfg, f)}" for f in INTERVAL_FIELDS if getattr(cfg, f))
-        rows.append(
-            (
-                names[i + 1],
-                str(callback.pass_len),
-                str(callback.batch_size),
-                str(callback.batches_per_pass),
-                when,
-                str(passes),
-                str(passes * callback.batches_per_pass),
-            )
+        row: tuple[str, ...] = (
+            names[i + 1],
+            str(callback.pass_len),
+            str(callback.batch_size),
+            str(callback.batches_per_pass),
+            when,
+            str(passes),
+            str(passes * callback.batches_per_pass),
         )
+        if cached:  # in one iteration of the loader, every pass but the first
+            from_memory = max(passes - 1, 0) if cfg.cache else 0
+            served += from_memory
+            served_batches += from_memory * callback.batches_per_pass
+            row = (*row, str(from_memory) if cfg.cache else "-")
+        rows.append(row)
     callback_batches = schedule.num_batches - schedule.train_batches
+    note = f", of which {served_batches} ({served} passes) served from memory"
     return [
         *lines,
         *(_columns(rows) if plan.callbacks else ["no callbacks"]),
         f"total: {schedule.num_batches} batches = {schedule.train_batches} training + "
-        f"{callback_batches} callback",
+        f"{callback_batches} callback{note if cached else ''}",
     ]
 
 
@@ -171,10 +178,10 @@ def _firings(plan: RunPlan, schedule: Schedule, max_firings: int) -> list[str]:
 
 
 def _columns(rows: Sequence[Sequence[str]]) -> list[str]:
-    """Aligned text columns: numbers to the right, text to the left."""
+    """Aligned text columns: numbers (and ``-``) to the right, text to the left."""
     columns = list(zip(*rows, strict=True))
     widths = [max(map(len, column)) for column in columns]
-    numeric = [all(cell.isdigit() for cell in column[1:]) for column in columns]
+    numeric = [all(cell.isdigit() or cell == "-" for cell in column[1:]) for column in columns]
     return [
         "  ".join(
             cell.rjust(width) if right else cell.ljust(width)
@@ -204,7 +211,8 @@ def load_file(path: Path) -> dict[str, Any]:
 
 
 def parse_callback(text: str) -> dict[str, Any]:
-    """``"name=val,length=300,every_n_updates=25"`` as a mapping (numbers as ``int``)."""
+    """``"name=val,length=300,every_n_updates=25"`` as a mapping (numbers as ``int``,
+    ``cache=true|false`` as ``bool``)."""
     spec: dict[str, Any] = {}
     for item in text.split(","):
         key, sep, value = item.partition("=")
@@ -212,9 +220,20 @@ def parse_callback(text: str) -> dict[str, Any]:
             raise argparse.ArgumentTypeError(
                 f"{item!r}: expected key=value with key in {', '.join(CALLBACK_KEYS)}"
             )
-        value = value.strip()
-        spec[key.strip()] = value if key.strip() == "name" else _integer(value, key.strip())
+        key, value = key.strip(), value.strip()
+        if key == "name":
+            spec[key] = value
+        elif key == "cache":
+            spec[key] = _flag(value, key)
+        else:
+            spec[key] = _integer(value, key)
     return spec
+
+
+def _flag(value: str, key: str) -> bool:
+    if value.lower() not in ("true", "false", "1", "0"):
+        raise argparse.ArgumentTypeError(f"{key}={value!r} is not true, false, 1 or 0")
+    return value.lower() in ("true", "1")
 
 
 def _integer(value: str, key: str) -> int:

@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 
 from torch.utils.data import DataLoader
 
-from interleaved_sampler.batching import InterleavedBatchSampler, Source
+from interleaved_sampler.batching import CachingBatchSampler, InterleavedBatchSampler, Source
 from interleaved_sampler.checks import (
     check_picklable,
     check_type,
@@ -24,7 +24,7 @@ from interleaved_sampler.config import (
 from interleaved_sampler.data import InterleavedCollator, InterleavedDataset
 from interleaved_sampler.loader import InterleavedDataLoader
 from interleaved_sampler.protocols import SizedIterable
-from interleaved_sampler.samplers import dataset_of
+from interleaved_sampler.samplers import dataset_of, shuffles
 from interleaved_sampler.schedule import (
     EpochStructure,
     Schedule,
@@ -130,6 +130,10 @@ class InterleavedSampler:
     ) -> InterleavedDataLoader:
         """The one ``DataLoader`` of the run, over :attr:`dataset` with :attr:`batch_sampler`.
 
+        With cached callbacks (``SamplerIntervalConfig(cache=True)``) its batch sampler is a
+        :class:`~interleaved_sampler.batching.CachingBatchSampler`, which leaves the later
+        passes over them out of the loading, and the loader serves them from memory.
+
         Args:
             num_workers: number of worker processes (0: load in the main process).
             pin_memory: copy batches into pinned memory.
@@ -155,8 +159,12 @@ class InterleavedSampler:
                 "its default, True"
             )
         batch_sampler, collator = self.batch_sampler, self.collator
-        if tagged:
+        cached = {i for i, callback in enumerate(self.extra_samplers) if callback.cache}
+        if cached:
+            batch_sampler = CachingBatchSampler(self.schedule, self.sources, cached, tagged)
+        elif tagged:
             batch_sampler = InterleavedBatchSampler(self.schedule, self.sources, tagged=True)
+        if tagged:
             collator = InterleavedCollator(collator.collate_fns, self.source_names, tagged=True)
         loader = InterleavedDataLoader(
             self.dataset,
@@ -203,6 +211,14 @@ def _check_arguments(
         check_type(
             f"callback_samplers[{i}]", callback, SamplerIntervalConfig, "a SamplerIntervalConfig"
         )
+        if callback.cache and shuffles(callback.sampler):
+            raise ValueError(
+                f"callback_samplers[{i}] ({source_names([c.name for c in callbacks])[i + 1]}) "
+                f"has cache=True but its sampler {type(callback.sampler).__name__} shuffles: "
+                "a cached pass is served as the first pass was loaded, in the same order; use "
+                "a sampler that repeats its order (SequentialSampler, DistributedSampler with "
+                "shuffle=False) or cache=False"
+            )
     return callbacks
 
 

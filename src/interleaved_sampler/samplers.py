@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.utils.data import DistributedSampler, Sampler, SequentialSampler
+from torch.utils.data import DistributedSampler, RandomSampler, Sampler, SequentialSampler
 
 
 class SeededRandomSampler(Sampler[int]):
@@ -234,4 +234,13 @@ def repeats_epoch_order(sampler: Any) -> bool:
     """
     return isinstance(sampler, SequentialSampler | DistributedSampler) or bool(
         getattr(sampler, "repeats_epoch_order", False)
+    )
+
+
+def shuffles(sampler: Any) -> bool:
+    """Whether ``sampler`` is known to yield a new order in every iteration: torch's
+    ``RandomSampler`` and a ``DistributedSampler`` with ``shuffle=True`` (whose order moves
+    with ``set_epoch``)."""
+    return isinstance(sampler, RandomSampler) or (
+        isinstance(sampler, DistributedSampler) and bool(sampler.shuffle)
     )

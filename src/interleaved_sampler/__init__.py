@@ -2,6 +2,7 @@
 
 from interleaved_sampler.config import InterleavedSamplerConfig, SamplerIntervalConfig
 from interleaved_sampler.data import InterleavedBatch
+from interleaved_sampler.loader import InterleavedDataLoader
 from interleaved_sampler.protocols import SizedIterable
 from interleaved_sampler.sampler import InterleavedSampler, SamplerOutput
 from interleaved_sampler.samplers import SeededRandomSampler
@@ -9,6 +10,7 @@ from interleaved_sampler.schedule import TrainingProgress
 
 __all__ = [
     "InterleavedBatch",
+    "InterleavedDataLoader",
     "InterleavedSampler",
     "InterleavedSamplerConfig",
     "SamplerIntervalConfig",

@@ -143,7 +143,8 @@ def _summary(plan: RunPlan, schedule: Schedule) -> list[str]:
             row = (*row, str(from_memory) if cfg.cache else "-")
         rows.append(row)
     callback_batches = schedule.num_batches - schedule.train_batches
-    note = f", of which {served_batches} ({served} passes) served from memory"
+    noun = "pass" if served == 1 else "passes"
+    note = f", of which {served_batches} ({served} {noun}) served from memory"
     return [
         *lines,
         *(_columns(rows) if plan.callbacks else ["no callbacks"]),

@@ -103,17 +103,24 @@ def test_scenario_counts() -> None:
     assert default.samples_loaded == 16896
     assert default.worker_bound_s == pytest.approx(16.896)
     assert variant("per-dataset").startups(default) == (4 + 8) * 2
+    assert TINY.samples_loaded_cached == 12 * 4 + 6 + 3  # each evaluation sample once
+    assert default.samples_loaded_cached == 12800 + 512
 
 
 def test_every_variant_consumes_the_schedule_with_the_expected_pools() -> None:
     lines: list[str] = []
     report = run_benchmark(TINY, repeats=2, memory_interval_s=0.05, log=lines.append)
-    assert len(report.runs) == len(lines) == 6
+    assert len(report.runs) == len(lines) == 8
     # alternating, the order rotated each round
     assert [run.variant for run in report.runs] == [*NAMES, *NAMES[1:], NAMES[0]]
     # one pool; a pool per epoch (3) and per pass (2 x 2); a pool per dataset (3); 2 workers each
     startups = {name: report.summary(name).startups for name in NAMES}
-    assert startups == {"interleaved": 2, "per-dataset": 14, "persistent": 6}
+    assert startups == {
+        "interleaved": 2,
+        "interleaved + cache": 2,
+        "per-dataset": 14,
+        "persistent": 6,
+    }
     assert all(variant(name).startups(TINY) == n for name, n in startups.items())
     for run in report.runs:
         assert 0 < run.wait_s < run.wall_s
@@ -128,6 +135,30 @@ def test_phases_are_the_interleaved_schedule() -> None:
     assert [len(indices) for _, indices in trace] == [20, 6, 3, 20, 6, 3, 8]
     assert trace[1][1] == tuple(range(6)) and trace[2][1] == tuple(range(3))
     assert sorted(trace[0][1]) == list(range(20)) != list(trace[0][1])  # epoch 0, shuffled
+
+
+def test_the_cached_variant_consumes_the_same_phases_from_its_cache() -> None:
+    context = multiprocessing.get_context("fork")
+    data = Datasets.of(TINY)
+    plain, trace = run_once(variant("interleaved"), TINY, data, context, 0.05)
+    cached, cached_trace = run_once(variant("interleaved + cache"), TINY, data, context, 0.05)
+    assert cached_trace == trace
+    assert plain.cache_bytes == 0
+    # the 6 + 3 evaluation samples: ids (2 int64) and 1 KiB of float32 each
+    assert cached.cache_bytes == 9 * (16 + 1024)
+
+
+def test_cli_runs_only_the_variants_asked_for(capsys: pytest.CaptureFixture[str]) -> None:
+    variants = ["--variants", "interleaved", "interleaved + cache"]
+    assert main([*TINY_ARGS, "--start-method=fork", "--repeats=2", *variants]) == 0
+    out = capsys.readouterr().out
+    assert "| interleaved + cache |" in out and "| persistent |" not in out
+    assert "| worker-bound limit |" in out and "| worker-bound limit with cache |" in out
+    assert "wall interleaved / interleaved + cache" in out
+    assert "wall interleaved + cache / worker-bound limit with cache" in out
+    assert "per-dataset" not in out
+    assert "2 runs per variant" in out
+    assert "With the cache, 57 samples loaded per run; the cache held 0.0 MiB." in out
 
 
 def test_a_difference_in_the_samples_fails_loudly() -> None:

@@ -7,16 +7,19 @@ A training run with periodic evaluation over synthetic, worker-bound datasets, r
 (the :data:`VARIANTS`) in one process, alternating and repeated:
 
 - ``interleaved``: this library: one (tagged) DataLoader, one worker pool for the whole run;
+- ``interleaved + cache``: the same with the evaluation cache (``cache=True``): each
+  evaluation sample is loaded once, later passes are served from memory;
 - ``per-dataset``: one DataLoader per dataset without persistent workers: a fresh pool for
   every training epoch and for every evaluation pass;
 - ``persistent``: one DataLoader per dataset with ``persistent_workers=True``: one pool per
   dataset, each alive for the whole run.
 
 A variant is data (:class:`Variant`: a name, the function that runs the training loop with
-its loaders, the worker pools it starts); whatever it is, every run must consume exactly the
-samples of the first variant's run, phase by phase (:func:`check_same_samples`). To add one,
-write its loop like :func:`run_per_dataset` and append a :class:`Variant` to
-:data:`VARIANTS`.
+its loaders, the worker pools it starts, the worker-bound limit its wall time is compared
+with); whatever it is, every run must consume exactly the samples of the first variant's run,
+phase by phase (:func:`check_same_samples`). To add one, write its loop like
+:func:`run_per_dataset` and append a :class:`Variant` to :data:`VARIANTS` (and the pairs to
+compare it with to :data:`RATIOS`).
 
 Loading a sample costs ``load_ms`` in a worker. With ``load="cpu"`` (the default) that is
 ``load_ms`` of CPU time on the thread's CPU clock, spent in small torch operations: a fixed
@@ -40,13 +43,15 @@ once per process; summed USS (also reported) leaves them out altogether.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import multiprocessing
+import shlex
 import statistics
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from multiprocessing.context import BaseContext
@@ -129,9 +134,19 @@ class Scenario:
         return self.updates * self.batch_size + self.evaluations * sum(self.eval_sizes)
 
     @property
+    def samples_loaded_cached(self) -> int:
+        """Samples loaded with the evaluation cache: each evaluation sample once."""
+        return self.updates * self.batch_size + min(self.evaluations, 1) * sum(self.eval_sizes)
+
+    @property
     def worker_bound_s(self) -> float:
         """The worker-bound limit: total loading work divided by the workers of one pool."""
         return self.samples_loaded * self.load_ms / 1000 / self.workers
+
+    @property
+    def worker_bound_cached_s(self) -> float:
+        """The worker-bound limit with the evaluation cache."""
+        return self.samples_loaded_cached * self.load_ms / 1000 / self.workers
 
 
 @dataclass(frozen=True)
@@ -149,6 +164,8 @@ class RunResult:
             ``forkserver``) during the run: the loading work plus every overhead.
         other_cores: CPU cores that other processes of the machine kept busy on average
             during the run: the noise a figure carries.
+        cache_bytes: the most bytes the evaluation cache held (the loader's
+            ``cache_bytes``; 0 without the cache).
     """
 
     variant: str
@@ -159,6 +176,7 @@ class RunResult:
     peak_uss: int
     cpu_s: float
     other_cores: float
+    cache_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -223,6 +241,18 @@ class BenchReport:
     scenario: Scenario
     runs: tuple[RunResult, ...]
 
+    @property
+    def variants(self) -> tuple[Variant, ...]:
+        """The variants that ran, in the order of :data:`VARIANTS`."""
+        ran = {run.variant for run in self.runs}
+        return tuple(v for v in VARIANTS if v.name in ran)
+
+    @property
+    def limits(self) -> tuple[Limit, ...]:
+        """The scenario's worker-bound limit, then those of the variants that ran."""
+        limits = [WORKER_BOUND, *(v.limit for v in self.variants if v.limit is not None)]
+        return tuple(dict.fromkeys(limits))
+
     def summary(self, variant: str) -> Summary:
         """The summary of ``variant``'s runs."""
         return Summary.of(variant, [run for run in self.runs if run.variant == variant])
@@ -238,31 +268,34 @@ class BenchReport:
 
     def rounds(self) -> list[dict[str, RunResult]]:
         """The runs by round: each round ran every variant once."""
-        size = len(VARIANTS)
+        size = len(self.variants)
         chunks = (self.runs[i : i + size] for i in range(0, len(self.runs), size))
         return [{run.variant: run for run in chunk} for chunk in chunks]
 
     def ratios(self) -> dict[str, tuple[float, float, float]]:
-        """Ratios to the first variant, the interleaved loader (> 1: it wins, or is above the
-        limit): of the medians, and the lowest and highest of the rounds' ratios."""
-        limit = self.scenario.worker_bound_s
-        base = VARIANTS[0].name
+        """Ratios of the :data:`RATIOS` pairs that both ran (> 1: the second wins) and of the
+        variants that have a limit to it (> 1: above it): of the medians, and the lowest and
+        highest of the rounds' ratios."""
+        ran = {v.name for v in self.variants}
         ratios = {
-            f"{metric} {other.name} / {base}": (
-                getattr(self.summary(other.name), attribute)
-                / getattr(self.summary(base), attribute),
+            f"{metric} {slower} / {faster}": (
+                getattr(self.summary(slower), attribute) / getattr(self.summary(faster), attribute),
                 [
-                    getattr(r[other.name], attribute) / getattr(r[base], attribute)
+                    getattr(r[slower], attribute) / getattr(r[faster], attribute)
                     for r in self.rounds()
                 ],
             )
             for metric, attribute in (("wall", "wall_s"), ("peak PSS", "peak_pss"))
-            for other in VARIANTS[1:]
+            for slower, faster in RATIOS
+            if slower in ran and faster in ran
         }
-        ratios[f"wall {base} / worker-bound limit"] = (
-            self.summary(base).wall_s / limit,
-            [r[base].wall_s / limit for r in self.rounds()],
-        )
+        for v in self.variants:
+            if v.limit is not None:
+                limit = v.limit.seconds(self.scenario)
+                ratios[f"wall {v.name} / {v.limit.name}"] = (
+                    self.summary(v.name).wall_s / limit,
+                    [r[v.name].wall_s / limit for r in self.rounds()],
+                )
         return {name: (value, min(each), max(each)) for name, (value, each) in ratios.items()}
 
 
@@ -415,10 +448,12 @@ class MemoryPeak:
 
 @dataclass
 class Recorder:
-    """What the training loop observed: time waiting for data and the samples per phase."""
+    """What the training loop observed: time waiting for data, the samples per phase and
+    the most bytes the loader's evaluation cache held."""
 
     wait_s: float = 0.0
     phases: list[tuple[int, list[int]]] = field(default_factory=list)
+    cache_bytes: int = 0
 
     def fetch(self, loader: Iterable[Any]) -> Iterator[Any]:
         """Iterate ``loader``, adding the time spent in ``iter()`` and ``next()`` to wait_s.
@@ -496,7 +531,7 @@ def loader_args(
 
 
 def run_interleaved(
-    scenario: Scenario, data: Datasets, common: dict[str, Any], rec: Recorder
+    scenario: Scenario, data: Datasets, common: dict[str, Any], rec: Recorder, cache: bool
 ) -> None:
     """The run through this library: one tagged DataLoader for training and every evaluation.
 
@@ -504,7 +539,8 @@ def run_interleaved(
         scenario: the run.
         data: its datasets.
         common: the DataLoader arguments every variant shares.
-        rec: records the waiting and the samples.
+        rec: records the waiting, the samples and the bytes the cache held.
+        cache: cache the evaluation datasets (``SamplerIntervalConfig(cache=True)``).
     """
     sampler = InterleavedSampler(
         SeededRandomSampler(data.train, seed=scenario.seed),
@@ -514,13 +550,16 @@ def run_interleaved(
                 SequentialSampler(dataset),
                 every_n_updates=scenario.eval_every,
                 batch_size=scenario.eval_batch_size,
+                cache=cache,
             )
             for dataset in data.evals
         ],
     )
-    for batch in rec.fetch(sampler.get_data_loader(tagged=True, **common)):
+    loader = sampler.get_data_loader(tagged=True, **common)
+    for batch in rec.fetch(loader):
         check_tag(batch)
         rec.consume(batch.data, scenario.step_ms / 1000)
+        rec.cache_bytes = max(rec.cache_bytes, loader.cache_bytes)
 
 
 def check_tag(batch: InterleavedBatch) -> None:
@@ -578,6 +617,24 @@ def run_per_dataset(
 
 
 @dataclass(frozen=True)
+class Limit:
+    """A lower bound of a run's wall time: the loading work it leaves to the workers,
+    divided by the workers of one pool.
+
+    Args:
+        name: its row in the table.
+        seconds: its value in a scenario.
+    """
+
+    name: str
+    seconds: Callable[[Scenario], float]
+
+
+WORKER_BOUND = Limit("worker-bound limit", lambda s: s.worker_bound_s)
+"""Every sample of the run loaded by the workers."""
+
+
+@dataclass(frozen=True)
 class Variant:
     """One way to load the benchmarked run.
 
@@ -588,6 +645,8 @@ class Variant:
             ``recorder.fetch`` and ``recorder.consume``.
         pools: the number of worker pools it starts in a scenario.
         color: its color in the chart.
+        limit: the worker-bound limit its wall time is compared with (its distance to it
+            is overhead); None: not compared (the start-ups of more pools are a known cost).
 
     Example:
         >>> variant("interleaved").startups(Scenario(workers=3))
@@ -598,6 +657,7 @@ class Variant:
     run: Callable[[Scenario, Datasets, dict[str, Any], Recorder], None]
     pools: Callable[[Scenario], int]
     color: str
+    limit: Limit | None = None
 
     def startups(self, scenario: Scenario) -> int:
         """How many worker processes it starts in ``scenario``."""
@@ -605,7 +665,16 @@ class Variant:
 
 
 VARIANTS = (
-    Variant("interleaved", run_interleaved, lambda s: 1, "tab:green"),
+    Variant(
+        "interleaved", partial(run_interleaved, cache=False), lambda s: 1, "tab:green", WORKER_BOUND
+    ),
+    Variant(
+        "interleaved + cache",
+        partial(run_interleaved, cache=True),
+        lambda s: 1,
+        "tab:blue",
+        Limit("worker-bound limit with cache", lambda s: s.worker_bound_cached_s),
+    ),
     Variant(
         "per-dataset",
         partial(run_per_dataset, persistent=False),
@@ -619,7 +688,14 @@ VARIANTS = (
         "tab:orange",
     ),
 )
-"""The benchmarked variants; the first is the baseline of every ratio."""
+"""The benchmarked variants, in the order they run in the first round."""
+
+RATIOS = (
+    ("per-dataset", "interleaved"),
+    ("persistent", "interleaved"),
+    ("interleaved", "interleaved + cache"),
+)
+"""(slower, faster) pairs of variants whose wall time and peak PSS ratios a report gives."""
 
 
 def variant(name: str) -> Variant:
@@ -664,6 +740,7 @@ def run_once(
         memory.peak_uss,
         cpu_end.tree_s - cpu.tree_s,
         cpu_end.other_cores(cpu, wall_s),
+        recorder.cache_bytes,
     )
     return result, recorder.trace()
 
@@ -693,14 +770,17 @@ def run_benchmark(
     repeats: int,
     memory_interval_s: float = 1.0,
     log: Callable[[str], None] = print,
+    variants: Collection[str] | None = None,
 ) -> BenchReport:
-    """Run every variant ``repeats`` times, alternating, rotating the order each round.
+    """Run the variants ``repeats`` times, alternating, rotating the order each round.
 
     Args:
         scenario: the run.
         repeats: rounds; each runs every variant once.
         memory_interval_s: seconds between memory samples.
         log: receives a line per finished run.
+        variants: the names of the variants to run (None: all of :data:`VARIANTS`); they
+            run in the order of :data:`VARIANTS`.
 
     Raises:
         SampleMismatchError: if the variants did not consume exactly the same samples.
@@ -709,19 +789,23 @@ def run_benchmark(
     data = Datasets.of(scenario)
     runs: list[RunResult] = []
     traces: dict[str, tuple[Phase, ...]] = {}
+    order = [v for v in VARIANTS if variants is None or v.name in variants]
+    width = max(len(v.name) for v in order)
     for round_ in range(repeats):
-        shift = round_ % len(VARIANTS)
-        for variant in VARIANTS[shift:] + VARIANTS[:shift]:
+        shift = round_ % len(order)
+        for variant in order[shift:] + order[:shift]:
             result, traces[variant.name] = run_once(
                 variant, scenario, data, context, memory_interval_s
             )
             check_same_samples(traces)
             runs.append(result)
+            cache = f"  cache {result.cache_bytes / MIB:.1f} MiB" if result.cache_bytes else ""
             log(
-                f"round {round_ + 1}/{repeats}  {variant.name:<12} wall {result.wall_s:6.2f} s  "
+                f"round {round_ + 1}/{repeats}  {variant.name:<{width}} "
+                f"wall {result.wall_s:6.2f} s  "
                 f"waiting {result.wait_s:6.2f} s  {result.startups:3d} worker start-ups  "
                 f"peak PSS {result.peak_pss / MIB:6.0f} MiB  "
-                f"other processes busy {result.other_cores:4.2f} cores"
+                f"other processes busy {result.other_cores:4.2f} cores{cache}"
             )
     return BenchReport(scenario, tuple(runs))
 
@@ -734,29 +818,36 @@ def format_report(report: BenchReport) -> str:
         "| peak PSS MiB | peak USS MiB | CPU s | other processes busy (cores) |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for variant in VARIANTS:
+    for variant in report.variants:
         s = report.summary(variant.name)
         lines.append(
             f"| {variant.name} | {s.wall_s:.2f} ({s.wall_min_s:.2f}-{s.wall_max_s:.2f}) "
             f"| {s.wait_s:.2f} | {s.startups} | {s.peak_pss / MIB:.0f} | {s.peak_uss / MIB:.0f} "
             f"| {s.cpu_s:.1f} | {s.other_cores:.2f} |"
         )
-    lines.append(
-        f"| worker-bound limit | {scenario.worker_bound_s:.2f} | | | | | "
-        f"{scenario.worker_bound_s * scenario.workers:.1f} | |"
-    )
+    for limit in report.limits:
+        seconds = limit.seconds(scenario)
+        lines.append(
+            f"| {limit.name} | {seconds:.2f} | | | | | {seconds * scenario.workers:.1f} | |"
+        )
     lines.append("\nRatios of the medians (in brackets: lowest and highest of the rounds):\n")
     lines.extend(
         f"- {name}: {value:.2f} ({low:.2f}-{high:.2f})"
         for name, (value, low, high) in report.ratios().items()
     )
     lines.append(
-        f"\n{len(report.runs) // len(VARIANTS)} runs per variant. {scenario.samples_loaded} "
+        f"\n{len(report.rounds())} runs per variant. {scenario.samples_loaded} "
         f"samples loaded per run ({scenario.updates} updates of {scenario.batch_size}, "
         f"{scenario.evaluations} evaluations of {list(scenario.eval_sizes)} in batches of "
         f"{scenario.eval_batch_size}), {scenario.load_ms} ms {scenario.load} each, "
         f"{scenario.workers} workers ({scenario.start_method})."
     )
+    held = max(run.cache_bytes for run in report.runs)
+    if held:
+        lines.append(
+            f"With the cache, {scenario.samples_loaded_cached} samples loaded per run; the "
+            f"cache held {held / MIB:.1f} MiB."
+        )
     return "\n".join(lines)
 
 
@@ -771,10 +862,10 @@ def plot(report: BenchReport, path: Path) -> None:
         MissingExtraError: matplotlib is not installed.
     """
     figure_class = require("matplotlib.figure", "the benchmark's chart").Figure
-    names = [variant.name for variant in VARIANTS]
-    colors = [variant.color for variant in VARIANTS]
+    names = [variant.name for variant in report.variants]
+    colors = [variant.color for variant in report.variants]
     summaries = [report.summary(name) for name in names]
-    figure = figure_class(figsize=(10, 4), layout="tight")
+    figure = figure_class(figsize=(11, 4), layout="tight")
     wall, memory = figure.subplots(1, 2)
     walls = [s.wall_s for s in summaries]
     spread = [
@@ -790,9 +881,10 @@ def plot(report: BenchReport, path: Path) -> None:
         edgecolor="black",
         label="waiting for data",
     )
-    wall.axhline(
-        report.scenario.worker_bound_s, color="black", linestyle="--", label="worker-bound limit"
-    )
+    for limit, style in zip(report.limits, itertools.cycle(("--", ":", "-.")), strict=False):
+        wall.axhline(
+            limit.seconds(report.scenario), color="black", linestyle=style, label=limit.name
+        )
     wall.set_ylabel("wall time (s)")
     wall.set_ylim(top=1.3 * max(s.wall_max_s for s in summaries))  # room for the legend
     wall.legend(loc="upper left")
@@ -803,14 +895,16 @@ def plot(report: BenchReport, path: Path) -> None:
 
 
 DESCRIPTION = """\
-Time a training run with periodic evaluation on synthetic, worker-bound data, loaded three ways
+Time a training run with periodic evaluation on synthetic, worker-bound data, loaded four ways
 in one process, alternating and repeated: through one interleaved DataLoader (one worker pool
-for the whole run), through one DataLoader per dataset (a new pool for every epoch and every
-evaluation pass) and through one DataLoader per dataset with persistent workers (one pool per
-dataset). It prints wall time, time spent waiting for data, worker start-ups, peak memory (PSS
-of the process tree) and CPU time per variant, and the ratios; it fails unless every variant
-consumed exactly the same samples. Loading a sample costs --load-ms of CPU time in a worker
-(--load sleep: of waiting, like I/O); the model step is a sleep of --step-ms per batch.
+for the whole run), the same with the evaluation cache (each evaluation sample loaded once,
+later passes served from memory), through one DataLoader per dataset (a new pool for every
+epoch and every evaluation pass) and through one DataLoader per dataset with persistent workers
+(one pool per dataset); --variants runs some of them. It prints wall time, time spent waiting
+for data, worker start-ups, peak memory (PSS of the process tree) and CPU time per variant, and
+the ratios; it fails unless every variant consumed exactly the same samples. Loading a sample
+costs --load-ms of CPU time in a worker (--load sleep: of waiting, like I/O); the model step is
+a sleep of --step-ms per batch.
 
 Needs psutil (and matplotlib for --plot): the extra 'bench'.
 """
@@ -846,6 +940,9 @@ def add_parser(subparsers: Any) -> None:
     add("--prefetch-factor", type=_positive(int), default=d.prefetch_factor, help="per worker")
     add("--seed", type=_non_negative(int), default=d.seed, help="of the training sampler")
     add("--repeats", type=_positive(int), default=2, help="rounds; each runs every variant")
+    names = [v.name for v in VARIANTS]
+    add("--variants", choices=names, nargs="+", metavar="VARIANT",
+        help=f"run only these: {', '.join(map(shlex.quote, names))} (default: all)")  # fmt: skip
     add("--memory-interval", type=_positive(float), default=1.0, help="seconds between samples")
     add("--plot", type=Path, help="write a bar chart (PNG) here")
     add("--json", type=Path, help="write the scenario, every run and the ratios here")
@@ -876,7 +973,11 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         require("matplotlib.figure", "--plot")
     report = run_benchmark(
-        scenario, args.repeats, args.memory_interval, log=lambda line: print(line, flush=True)
+        scenario,
+        args.repeats,
+        args.memory_interval,
+        log=lambda line: print(line, flush=True),
+        variants=args.variants,
     )
     print(format_report(report))
     if args.plot:
@@ -889,7 +990,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """The description as written, and every option's default."""
+    """The description as written, and the default of every option that has one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None:
+            return action.help
+        return super()._get_help_string(action)
 
 
 def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:

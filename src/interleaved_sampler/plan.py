@@ -126,7 +126,7 @@ def _summary(plan: RunPlan, schedule: Schedule) -> list[str]:
     served = served_batches = 0
     for i, (callback, cfg) in enumerate(zip(schedule.callbacks, plan.callbacks, strict=True)):
         passes = schedule.passes(i)
-        when = next(f"{f} = {getattr(cfg, f)}" for f in INTERVAL_FIELDS if getattr(cfg, f))
+        when = f"{callback.rule.field} = {callback.rule.n}"
         row: tuple[str, ...] = (
             names[i + 1],
             str(callback.pass_len),

@@ -45,8 +45,14 @@ class TestReferenceApi:
         assert InterleavedSamplerConfig.check_positive_values(0) == 0
 
     def test_sampler_signature_and_attributes(self) -> None:
-        parameters = list(inspect.signature(InterleavedSampler).parameters)
-        assert parameters == ["train_sampler", "config", "train_collator", "callback_samplers"]
+        parameters = inspect.signature(InterleavedSampler).parameters
+        assert list(parameters)[:4] == [
+            "train_sampler", "config", "train_collator", "callback_samplers"
+        ]  # fmt: skip
+        additions = {name: p for name, p in parameters.items() if name in ("num_replicas", "rank")}
+        assert list(parameters)[4:] == list(additions)  # the additions are keyword-only
+        assert all(p.kind is p.KEYWORD_ONLY for p in additions.values())
+        assert [p.default for p in additions.values()] == [1, 0]
         sampler = InterleavedSampler(seq(4), InterleavedSamplerConfig(batch_size=2, max_epochs=1))
         for name in ("config", "main_sampler", "extra_samplers", "index_offsets", "dataset",
                      "collator", "batch_sampler", "batch_size"):  # fmt: skip

@@ -185,6 +185,7 @@ class TestIterFrom:
         positions = torch.randint(0, len(sampler) + 1, (8,), generator=generator).tolist()
         for position in [*positions, CHUNK - 1, CHUNK, len(sampler) - 1, len(sampler)]:
             assert list(sampler.iter_from(position)) == whole[position:]
+            assert list(sampler.iter_from(position, 3)) == whole[position::3]
 
     def test_iter_is_iter_from_zero(self) -> None:
         sampler = SeededRandomSampler(range(40), seed=8, num_replicas=3, rank=1)
@@ -198,6 +199,10 @@ class TestIterFrom:
         first = list(sampler)
         sampler.set_epoch(1)
         assert list(tail) == first[10:]
+
+    def test_invalid_step(self) -> None:
+        with pytest.raises(ValueError, match="step must be >= 1, got 0"):
+            SeededRandomSampler(range(29)).iter_from(0, step=0)
 
     @pytest.mark.parametrize("position", [-1, 16, 100])
     def test_invalid_position(self, position: int) -> None:
@@ -229,6 +234,8 @@ def test_shards_and_tails_follow_the_unsharded_order(
     assert list(sampler) == expected and len(sampler) == len(expected)
     position = data.draw(st.integers(0, len(sampler)), label="position")
     assert list(sampler.iter_from(position)) == expected[position:]
+    step = data.draw(st.integers(1, 9), label="step")
+    assert list(sampler.iter_from(position, step)) == expected[position::step]
 
 
 def spearman(x: torch.Tensor, y: torch.Tensor) -> float:

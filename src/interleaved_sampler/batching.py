@@ -6,12 +6,17 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
-from typing import Any
+from typing import Any, Protocol
 
 from torch.utils.data import Sampler
 
 from interleaved_sampler.data import IndexBatch
-from interleaved_sampler.samplers import repeats_epoch_order
+from interleaved_sampler.samplers import (
+    StridedOrder,
+    repeats_epoch_order,
+    shard_of,
+    strided_order,
+)
 from interleaved_sampler.schedule import (
     BatchTag,
     CallbackPass,
@@ -20,7 +25,8 @@ from interleaved_sampler.schedule import (
     TrainingProgress,
     TrainingSpan,
 )
-from interleaved_sampler.state import make_state, read_state
+from interleaved_sampler.sharding import UNSHARDED, Sharding
+from interleaved_sampler.state import PER_RANK_REPLICAS, make_state, read_state
 
 _END = object()
 
@@ -86,6 +92,105 @@ class Source:
             raise self.too_few(skipped, f"{context} while skipping to the resume position")
         return indices
 
+    def reader(
+        self, position: int, sharding: Sharding, context: str, used: int | None = None
+    ) -> PartReader:
+        """A reader of this rank's parts of the global batches of one iteration (an epoch or
+        a pass) of the sampler, from ``position`` on.
+
+        Args:
+            position: where in the iteration's order the first batch to read starts.
+            sharding: which part of each global batch this rank reads.
+            context: where the reading happens, for error messages.
+            used: the indices an epoch uses (main sampler), for error messages.
+        """
+        strided = strided_order(self.sampler)
+        if strided is not None:
+            return _StridedReader(self, strided, position, sharding)
+        indices = self.iterate_from(position, context)
+        return _WholeBatchReader(self, indices, sharding, context, used)
+
+
+class PartReader(Protocol):
+    """Reads this rank's part of each global batch of one iteration of a sampler, in order."""
+
+    def read(self, first: int, size: int) -> IndexBatch:
+        """The part of the global batch at positions ``[first, first + size)`` of the order
+        (global indices: the source's offset added)."""
+        ...
+
+    def check_exhausted(self) -> None:
+        """Raise if the sampler yields more indices than its ``len()`` (callbacks only)."""
+        ...
+
+
+class _WholeBatchReader:
+    """Reads every global batch whole from the sampler's iterator and keeps this rank's part.
+
+    For samplers that can only be iterated: every rank requests exactly the indices the
+    run without sharding requests, so a sampler that draws random numbers lazily stays in
+    step on all ranks.
+    """
+
+    def __init__(
+        self,
+        source: Source,
+        indices: Iterator[int],
+        sharding: Sharding,
+        context: str,
+        used: int | None,
+    ) -> None:
+        self.source, self.indices, self.sharding = source, indices, sharding
+        self.context, self.used = context, used
+
+    def read(self, first: int, size: int) -> IndexBatch:
+        batch = list(islice(self.indices, size))
+        if len(batch) != size:
+            raise self.source.too_few(first + len(batch), self.context, used=self.used)
+        if self.sharding.is_sharded:
+            part = self.sharding.part(first, size)
+            batch = batch[part.start - first : part.stop - first : part.step]
+        if self.source.offset:
+            return IndexBatch(map(self.source.offset.__add__, batch))
+        return IndexBatch(batch)
+
+    def check_exhausted(self) -> None:
+        if next(self.indices, _END) is not _END:
+            raise ValueError(
+                f"{self.source.describe()} yielded more than its len() = {self.source.length} "
+                "indices in one pass; len() must equal the number of indices one iteration "
+                "yields"
+            )
+
+
+class _StridedReader:
+    """Reads only this rank's positions of the order: one strided read (``rank``,
+    ``rank + num_replicas``, ...) for samplers whose order can be read at any position."""
+
+    def __init__(
+        self,
+        source: Source,
+        order: StridedOrder,
+        position: int,
+        sharding: Sharding,
+    ) -> None:
+        self.source, self.order, self.sharding = source, order, sharding
+        start = min(sharding.first_position(position), source.length)
+        self.indices = order(start, sharding.num_replicas)
+
+    def read(self, first: int, size: int) -> IndexBatch:
+        if self.sharding.pads(first, size):
+            indices: Iterator[int] = self.order(self.sharding.part(first, size).start, 1)
+            size = 1
+        else:
+            indices, size = self.indices, len(self.sharding.part(first, size))
+        if self.source.offset:
+            return IndexBatch(map(self.source.offset.__add__, islice(indices, size)))
+        return IndexBatch(islice(indices, size))
+
+    def check_exhausted(self) -> None:
+        """Nothing to check: the order's length is the sampler's by construction."""
+
 
 class InterleavedBatchSampler(Sampler[list[int]]):
     """Yields the batches of global indices of a run, in the order the loop consumes them.
@@ -104,6 +209,7 @@ class InterleavedBatchSampler(Sampler[list[int]]):
         sources: the main (training) source, then one per callback in the order of
             ``schedule.callbacks``.
         tagged: attach its :class:`~interleaved_sampler.schedule.BatchTag` to every batch.
+        sharding: which part of every global batch this rank yields (default: all of it).
 
     Reading ``batch_size`` raises ``TypeError``: it is how Accelerate and Lightning detect
     a batch sampler they may re-batch or re-shard, which would break the schedule.
@@ -111,11 +217,21 @@ class InterleavedBatchSampler(Sampler[list[int]]):
 
     batch_size = property(_no_single_batch_size)
 
-    def __init__(self, schedule: Schedule, sources: Sequence[Source], tagged: bool = False) -> None:
+    def __init__(
+        self,
+        schedule: Schedule,
+        sources: Sequence[Source],
+        tagged: bool = False,
+        sharding: Sharding = UNSHARDED,
+    ) -> None:
         self.schedule = schedule
         self.sources = list(sources)
         self.tagged = tagged
+        self.sharding = sharding
         self.fingerprint = schedule.fingerprint([source.name for source in self.sources])
+        per_rank = [(shard_of(source.sampler) or (1, 0))[0] for source in self.sources]
+        if max(per_rank) > 1:  # per-rank samplers: the schedule is this rank's alone
+            self.fingerprint[PER_RANK_REPLICAS] = per_rank
         self._produced = 0
         self._resume_at = 0
 
@@ -127,7 +243,7 @@ class InterleavedBatchSampler(Sampler[list[int]]):
         # DataLoader iterators call iter() on their batch sampler twice when they start.
         start, self._resume_at = self._resume_at, 0
         self._produced = start
-        epoch = _EpochReader(self.sources[0], self.schedule)
+        epoch = _EpochReader(self.sources[0], self.schedule, self.sharding)
         for step in self.schedule.steps(self.schedule.seek(start)):
             if isinstance(step, TrainingSpan):
                 batches = epoch.batches(step, self.tagged)
@@ -188,24 +304,16 @@ class InterleavedBatchSampler(Sampler[list[int]]):
         source = self.sources[step.callback + 1]
         plan = self.schedule.callbacks[step.callback]
         size, length = plan.batch_size, source.length
-        indices = source.iterate_from(step.first_batch * size, "in a pass")
-        add_offset = source.offset.__add__
+        reader = source.reader(step.first_batch * size, self.sharding, "in one pass")
         for position in range(step.first_batch, plan.batches_per_pass):
-            wanted = min(size, length - position * size)
-            batch = IndexBatch(map(add_offset, islice(indices, wanted)))
+            batch = reader.read(position * size, min(size, length - position * size))
             batch.source_index = step.callback + 1
-            if len(batch) != wanted:
-                raise source.too_few(position * size + len(batch), "in one pass")
             if self.tagged:
                 batch.tag = BatchTag(
                     source.name, step.callback + 1, step.progress, position, plan.batches_per_pass
                 )
             yield batch
-        if next(indices, _END) is not _END:
-            raise ValueError(
-                f"{source.describe()} yielded more than its len() = {length} indices in one "
-                "pass; len() must equal the number of indices one iteration yields"
-            )
+        reader.check_exhausted()
 
 
 @dataclass(frozen=True)
@@ -241,6 +349,7 @@ class CachingBatchSampler(InterleavedBatchSampler):
         sources: the main source, then one per callback.
         cached: the indices of the cached callbacks.
         tagged: attach its :class:`~interleaved_sampler.schedule.BatchTag` to every batch.
+        sharding: which part of every global batch this rank yields (default: all of it).
 
     Example:
         >>> from torch.utils.data import SequentialSampler
@@ -265,8 +374,9 @@ class CachingBatchSampler(InterleavedBatchSampler):
         sources: Sequence[Source],
         cached: set[int] | frozenset[int],
         tagged: bool = False,
+        sharding: Sharding = UNSHARDED,
     ) -> None:
-        super().__init__(schedule, sources, tagged)
+        super().__init__(schedule, sources, tagged, sharding)
         self.cached = frozenset(cached)
         # One queue for the sampler's lifetime: a loader holds it while iterating.
         self.passes: deque[CachedPass] = deque()
@@ -316,40 +426,38 @@ class CachingBatchSampler(InterleavedBatchSampler):
 class _EpochReader:
     """Reads the main sampler for the training spans of a run, one epoch at a time.
 
-    An epoch's iterator is created once (after ``set_epoch``) and asked for exactly the
+    An epoch's order is opened once (after ``set_epoch``) and read for exactly the
     indices the epoch uses: never one that drop_last drops, never one past them.
     """
 
-    def __init__(self, source: Source, schedule: Schedule) -> None:
+    def __init__(self, source: Source, schedule: Schedule, sharding: Sharding) -> None:
         self.source = source
         self.structure = schedule.structure
+        self.sharding = sharding
         self.epoch = -1
-        self.indices: Iterator[int] = iter(())
+        self.reader: PartReader | None = None
 
     def batches(self, span: TrainingSpan, tagged: bool) -> Iterator[IndexBatch]:
         structure = self.structure
         per_epoch, size = structure.updates_per_epoch, structure.batch_size
         epoch, first = divmod(span.first_update, per_epoch)
-        if epoch != self.epoch:
-            self._open(epoch, first * size)
-        indices, last = self.indices, per_epoch - 1
+        reader = self.reader if epoch == self.epoch else self._open(epoch, first * size)
+        assert reader is not None
+        last = per_epoch - 1
         for position in range(first, first + span.stop_update - span.first_update):
             wanted = size if position != last else structure.last_batch_size
-            batch = IndexBatch(islice(indices, wanted))
-            if len(batch) != wanted:
-                raise self.source.too_few(
-                    position * size + len(batch),
-                    f"in epoch {epoch}",
-                    used=structure.samples_per_epoch,
-                )
+            batch = reader.read(position * size, wanted)
             if tagged:
                 progress = structure.progress_at(epoch * per_epoch + position)
                 batch.tag = BatchTag(self.source.name, 0, progress, position, per_epoch)
             yield batch
 
-    def _open(self, epoch: int, position: int) -> None:
+    def _open(self, epoch: int, position: int) -> PartReader:
         set_epoch = getattr(self.source.sampler, "set_epoch", None)
         if set_epoch is not None:
             set_epoch(epoch)
         self.epoch = epoch
-        self.indices = self.source.iterate_from(position, f"in epoch {epoch}")
+        self.reader = self.source.reader(
+            position, self.sharding, f"in epoch {epoch}", used=self.structure.samples_per_epoch
+        )
+        return self.reader

@@ -21,6 +21,7 @@ import torch
 import torch.distributed as dist
 
 from interleaved_sampler.sampler import InterleavedSampler
+from interleaved_sampler.samplers import shard_of
 from interleaved_sampler.schedule import Schedule
 
 
@@ -258,13 +259,17 @@ def _world(group: Any) -> tuple[int, int]:
 
 
 def _sharding(sampler: InterleavedSampler) -> tuple[_Shard, ...]:
-    """The samplers that shard (have int ``num_replicas`` and ``rank``), main first."""
+    """What shards the run: the interleaved sampler itself (one global schedule), or else
+    the samplers that shard (per-rank samplers), main first."""
+    if sampler.sharding.is_sharded:  # its samplers are global: checked at construction
+        sharding = sampler.sharding
+        return (_Shard("interleaved sampler", sharding.num_replicas, sharding.rank),)
     samplers = [sampler.main_sampler, *(c.sampler for c in sampler.extra_samplers)]
     shards = []
     for name, each in zip(sampler.source_names, samplers, strict=True):
-        replicas, rank = getattr(each, "num_replicas", None), getattr(each, "rank", None)
-        if isinstance(replicas, int) and isinstance(rank, int):
-            shards.append(_Shard(f"{name} sampler ({type(each).__name__})", replicas, rank))
+        shard = shard_of(each)
+        if shard is not None:
+            shards.append(_Shard(f"{name} sampler ({type(each).__name__})", *shard))
     return tuple(shards)
 
 
@@ -284,10 +289,15 @@ def _sharding_problems(facts: Sequence[_RankFacts], world: int) -> list[str]:
     for rank in facts:
         for shard in rank.shards:
             if shard.num_replicas != world or shard.rank != rank.rank:
+                fix = f"use num_replicas={world}, rank={rank.rank}"
+                if shard.sampler != "interleaved sampler" and shard.num_replicas == 1:
+                    fix += (
+                        ", or keep the sampler global and give InterleavedSampler(..., "
+                        f"num_replicas={world}, rank={rank.rank}) (one global schedule)"
+                    )
                 problems.append(
                     f"rank {rank.rank}: the {shard.sampler} has num_replicas="
                     f"{shard.num_replicas}, rank={shard.rank}, but the group has {world} "
-                    f"ranks and this is rank {rank.rank}; use num_replicas={world}, "
-                    f"rank={rank.rank}"
+                    f"ranks and this is rank {rank.rank}; {fix}"
                 )
     return problems

@@ -24,12 +24,13 @@ from interleaved_sampler.config import (
 from interleaved_sampler.data import InterleavedCollator, InterleavedDataset
 from interleaved_sampler.loader import InterleavedDataLoader
 from interleaved_sampler.protocols import SizedIterable
-from interleaved_sampler.samplers import dataset_of, shuffles
+from interleaved_sampler.samplers import dataset_of, shard_of, shuffles
 from interleaved_sampler.schedule import (
     EpochStructure,
     Schedule,
     start_progress,
 )
+from interleaved_sampler.sharding import Sharding, check_sharding
 
 # DataLoader arguments that the interleaved sampler owns.
 _OWNED_LOADER_ARGS = frozenset(
@@ -56,6 +57,12 @@ class InterleavedSampler:
         config: batching, stop limits and start position of the main sampler.
         train_collator: collate function of training batches (``None``: ``default_collate``).
         callback_samplers: when to run a pass over which other dataset, in this order.
+        num_replicas: split the run over this many ranks (processes): every sampler is
+            global (the whole dataset), the schedule and every batch size are those of
+            the global run, and each global batch is split into ``num_replicas`` disjoint
+            parts (see :class:`~interleaved_sampler.sharding.Sharding`); batch sizes must
+            be multiples of it. A state saved with one ``num_replicas`` loads with another.
+        rank: the rank whose part of every global batch this sampler yields.
 
     Example:
         >>> from torch.utils.data import SequentialSampler
@@ -77,8 +84,12 @@ class InterleavedSampler:
         config: InterleavedSamplerConfig,
         train_collator: Callable[..., Any] | None = None,
         callback_samplers: Sequence[SamplerIntervalConfig] | None = None,
+        *,
+        num_replicas: int = 1,
+        rank: int = 0,
     ) -> None:
         callbacks = _check_arguments(train_sampler, config, train_collator, callback_samplers)
+        self.sharding = Sharding(num_replicas, rank)
         self.config = config
         self.main_sampler = train_sampler
         self.extra_samplers = callbacks
@@ -100,8 +111,24 @@ class InterleavedSampler:
             ],
         )
         self.batch_size = self.schedule.structure.batch_size
-        self.batch_sampler = InterleavedBatchSampler(self.schedule, self.sources)
+        if self.sharding.is_sharded:
+            _check_global(self.sources, self.sharding)
+            own_batch_sizes = [callback.batch_size is not None for callback in callbacks]
+            check_sharding(self.schedule, self.source_names, own_batch_sizes, num_replicas)
+        self.batch_sampler = InterleavedBatchSampler(
+            self.schedule, self.sources, sharding=self.sharding
+        )
         self.batch_sampler.check_resumable(self.schedule.first_position)
+
+    @property
+    def num_replicas(self) -> int:
+        """The number of ranks the global run is split over (1: not split)."""
+        return self.sharding.num_replicas
+
+    @property
+    def rank(self) -> int:
+        """The rank whose part of every global batch this sampler yields."""
+        return self.sharding.rank
 
     @staticmethod
     def calculate_start(config: InterleavedSamplerConfig, sampler_len: int) -> tuple[int, int, int]:
@@ -161,9 +188,13 @@ class InterleavedSampler:
         batch_sampler, collator = self.batch_sampler, self.collator
         cached = {i for i, callback in enumerate(self.extra_samplers) if callback.cache}
         if cached:
-            batch_sampler = CachingBatchSampler(self.schedule, self.sources, cached, tagged)
+            batch_sampler = CachingBatchSampler(
+                self.schedule, self.sources, cached, tagged, self.sharding
+            )
         elif tagged:
-            batch_sampler = InterleavedBatchSampler(self.schedule, self.sources, tagged=True)
+            batch_sampler = InterleavedBatchSampler(
+                self.schedule, self.sources, tagged=True, sharding=self.sharding
+            )
         if tagged:
             collator = InterleavedCollator(collator.collate_fns, self.source_names, tagged=True)
         loader = InterleavedDataLoader(
@@ -220,6 +251,22 @@ def _check_arguments(
                 "shuffle=False) or cache=False"
             )
     return callbacks
+
+
+def _check_global(sources: Sequence[Source], sharding: Sharding) -> None:
+    """With ``num_replicas`` > 1 the samplers must see the whole dataset: refuse one that
+    shards itself (it would be split twice)."""
+    for source in sources:
+        shard = shard_of(source.sampler)
+        if shard is not None and shard[0] > 1:
+            raise ValueError(
+                f"with InterleavedSampler(num_replicas={sharding.num_replicas}) every sampler "
+                "must be global (over the whole dataset: the library splits each global "
+                f"batch over the ranks), got {source.describe()} with num_replicas={shard[0]}, "
+                f"rank={shard[1]}; pass it with num_replicas=1 (or a SequentialSampler / "
+                "SeededRandomSampler over the whole dataset), or keep per-rank samplers and "
+                "leave InterleavedSampler's num_replicas at 1"
+            )
 
 
 def _sources(

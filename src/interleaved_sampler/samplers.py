@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sized
+from collections.abc import Callable, Iterator, Sized
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,28 +81,40 @@ class SeededRandomSampler(Sampler[int]):
     def __iter__(self) -> Iterator[int]:
         return self.iter_from(0)
 
-    def iter_from(self, position: int) -> Iterator[int]:
+    def iter_from(self, position: int, step: int = 1) -> Iterator[int]:
         """This shard's order of the current epoch from ``position`` on, in O(1) to start.
 
         Args:
             position: where to start, in ``[0, len(self)]``; ``len(self)`` gives nothing.
+            step: yield every ``step``-th index from ``position`` (positions ``position``,
+                ``position + step``, ...): how the interleaved sampler reads one rank's part
+                of each global batch without computing the others.
+
+        Example:
+            >>> sampler = SeededRandomSampler(range(10), seed=3)
+            >>> list(sampler.iter_from(1, step=4)) == list(sampler)[1::4]
+            True
         """
         length = len(self)
         if not 0 <= position <= length:
             raise ValueError(f"position must be in [0, len(self)={length}], got {position}")
+        if step < 1:
+            raise ValueError(f"step must be >= 1, got {step}")
         if length == 0:
             return iter(())
         permutation = FeistelPermutation.for_epoch(len(self.data_source), self.seed, self.epoch)
-        return self._indices(permutation, position, length)
+        return self._indices(permutation, range(position, length, step))
 
-    def _indices(self, permutation: FeistelPermutation, start: int, stop: int) -> Iterator[int]:
+    def _indices(self, permutation: FeistelPermutation, shard: range) -> Iterator[int]:
         size, replicas, rank = permutation.size, self.num_replicas, self.rank
-        for begin in range(start, stop, _CHUNK):
-            end = min(begin + _CHUNK, stop)
+        for begin in range(0, len(shard), _CHUNK):
+            chunk = shard[begin : begin + _CHUNK]
             # shard position j is position j * replicas + rank of the padded order, and
             # padded[i] = order[i % size]
-            positions = torch.arange(begin * replicas + rank, end * replicas + rank, replicas)
-            if (end - 1) * replicas + rank >= size:
+            positions = torch.arange(
+                chunk.start * replicas + rank, chunk.stop * replicas + rank, chunk.step * replicas
+            )
+            if chunk[-1] * replicas + rank >= size:
                 positions.remainder_(size)
             yield from permutation(positions).tolist()
 
@@ -224,6 +236,37 @@ def dataset_of(sampler: Any, role: str) -> Any:
         f"the {role} sampler {type(sampler).__name__} exposes no dataset, got neither "
         "`.data_source` nor `.dataset`; it needs one of them (as torch's samplers have)"
     )
+
+
+StridedOrder = Callable[[int, int], Iterator[int]]
+
+
+def strided_order(sampler: Any) -> StridedOrder | None:
+    """A function ``(start, step)`` that reads the sampler's current order at positions
+    ``start, start + step, ...`` without computing the others, for the samplers whose
+    order is known to be readable so (``SeededRandomSampler``, a plain
+    ``SequentialSampler``); ``None`` for any other sampler, which must be iterated.
+
+    Example:
+        >>> list(strided_order(SequentialSampler(range(10)))(1, 4))
+        [1, 5, 9]
+    """
+    if isinstance(sampler, SeededRandomSampler):
+        return sampler.iter_from
+    if type(sampler).__iter__ is SequentialSampler.__iter__:
+        length = len(sampler)
+        return lambda start, step: iter(range(start, length, step))
+    return None
+
+
+def shard_of(sampler: Any) -> tuple[int, int] | None:
+    """``(num_replicas, rank)`` of a sampler that shards (has int ``num_replicas`` and
+    ``rank``, as ``DistributedSampler`` and :class:`SeededRandomSampler` do); ``None`` for
+    any other sampler."""
+    replicas, rank = getattr(sampler, "num_replicas", None), getattr(sampler, "rank", None)
+    if isinstance(replicas, int) and isinstance(rank, int):
+        return replicas, rank
+    return None
 
 
 def repeats_epoch_order(sampler: Any) -> bool:

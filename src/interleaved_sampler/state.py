@@ -13,6 +13,10 @@ from typing import Any
 from interleaved_sampler.checks import describe
 
 STATE_VERSION = 1
+# The fingerprint's key for the num_replicas of per-rank samplers (one per source), present
+# only when some sampler shards itself: such a schedule is one rank's, so its position
+# means nothing on another number of processes.
+PER_RANK_REPLICAS = "per_rank_sampler_replicas"
 
 
 def make_state(fingerprint: dict[str, Any], batches: int) -> dict[str, Any]:
@@ -47,10 +51,21 @@ def read_state(state: object, fingerprint: dict[str, Any]) -> int:
         for key, saved, current in _differences(state["fingerprint"], fingerprint)
     ]
     if differences:
+        saved = state["fingerprint"]
+        per_rank = isinstance(saved, Mapping) and (
+            saved.get(PER_RANK_REPLICAS) != fingerprint.get(PER_RANK_REPLICAS)
+        )
         raise ValueError(
             "the state belongs to another schedule, so its position means nothing here; "
             f"what differs: {'; '.join(differences)}. Load it into a loader built with the "
             "same configuration, samplers and callbacks"
+            + (
+                ". A run with per-rank samplers (sharded with num_replicas) resumes on the "
+                "same number of processes only; to resume on another, build the run with "
+                "global samplers and InterleavedSampler(..., num_replicas=, rank=)"
+                if per_rank
+                else ""
+            )
         )
     batches = state["batches"]
     if not isinstance(batches, int) or isinstance(batches, bool) or batches < 0:

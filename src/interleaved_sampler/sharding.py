@@ -1,0 +1,187 @@
+"""One global schedule across ranks: how each global batch splits into per-rank parts.
+
+Pure arithmetic, like :mod:`interleaved_sampler.schedule`: the schedule is the global run
+(global samplers, global batch sizes), and :class:`Sharding` says which positions of each
+global batch rank ``rank`` of ``num_replicas`` loads. :func:`check_sharding` refuses, at
+construction, the runs in which some rank would get an uneven full batch or an empty
+training batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from interleaved_sampler.schedule import Schedule
+
+
+@dataclass(frozen=True)
+class Sharding:
+    """Rank ``rank`` of ``num_replicas`` takes every ``num_replicas``-th position of each
+    global batch, from its own offset (the strided split).
+
+    So the parts of the ranks are disjoint and together are the global batch; a full batch
+    (its size a multiple of ``num_replicas``) splits evenly and a short one into parts whose
+    sizes differ by at most one. A batch shorter than ``num_replicas`` would leave the ranks
+    past its end empty: they get one position of the batch instead (padding, for evaluation
+    passes only; ``gather_by_index`` drops the repeats). With full batches, the positions a
+    rank reads over a whole epoch are ``rank, rank + num_replicas, ...``: one strided read
+    of the order, which is what :class:`~interleaved_sampler.SeededRandomSampler` computes
+    directly.
+
+    Args:
+        num_replicas: the number of ranks (processes) the run is split over.
+        rank: this rank, in ``[0, num_replicas)``.
+
+    Example:
+        >>> Sharding(4, 1).part(first=8, size=8)  # positions 8..15 of the epoch's order
+        range(9, 16, 4)
+        >>> Sharding(4, 3).part(first=8, size=2)  # a short batch: rank 3 repeats position 9
+        range(9, 10)
+    """
+
+    num_replicas: int = 1
+    rank: int = 0
+
+    def __post_init__(self) -> None:
+        for field, value in (("num_replicas", self.num_replicas), ("rank", self.rank)):
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(f"{field} must be an int, got {value!r} ({type(value).__name__})")
+        if self.num_replicas < 1:
+            raise ValueError(
+                f"num_replicas must be >= 1 (the number of ranks), got {self.num_replicas}"
+            )
+        if not 0 <= self.rank < self.num_replicas:
+            raise ValueError(
+                f"rank must be in [0, num_replicas={self.num_replicas}), got {self.rank}"
+            )
+
+    @property
+    def is_sharded(self) -> bool:
+        return self.num_replicas > 1
+
+    def part(self, first: int, size: int) -> range:
+        """The positions this rank loads of the global batch ``[first, first + size)``."""
+        start = first + (self.rank - first) % self.num_replicas
+        if start < first + size:
+            return range(start, first + size, self.num_replicas)
+        padding = first + self.rank % size
+        return range(padding, padding + 1)
+
+    def pads(self, first: int, size: int) -> bool:
+        """Whether this rank's part of the batch ``[first, first + size)`` is padding."""
+        return first + (self.rank - first) % self.num_replicas >= first + size
+
+    def first_position(self, position: int) -> int:
+        """This rank's first position at or after ``position`` (where its strided read of an
+        order resumes)."""
+        return position + (self.rank - position) % self.num_replicas
+
+
+UNSHARDED = Sharding()
+
+
+@dataclass(frozen=True)
+class _BatchSize:
+    """A batch size the run yields: which configuration field sets it, and whether it is a
+    full batch (split evenly) or a short one (training: must leave no rank empty)."""
+
+    field: str
+    size: int
+    full: bool
+    what: str
+
+    def works_with(self, replicas: int) -> bool:
+        return self.size % replicas == 0 if self.full else self.size >= replicas
+
+
+def check_sharding(
+    schedule: Schedule,
+    names: Sequence[str],
+    own_batch_sizes: Sequence[bool],
+    num_replicas: int,
+) -> None:
+    """Refuse a run that cannot be split over ``num_replicas`` ranks.
+
+    Every full batch the run yields must split evenly (its size a multiple of
+    ``num_replicas``), and every short training batch must leave no rank empty (at least
+    ``num_replicas`` samples); short evaluation batches are padded instead. Only the
+    batches the run actually yields count (a callback that never runs, or an epoch end
+    that ``max_*`` cuts off, imposes nothing).
+
+    Args:
+        schedule: the global run.
+        names: the sources' names, main first.
+        own_batch_sizes: per callback, whether it sets its own ``batch_size`` (else it
+            uses the main one).
+        num_replicas: the number of ranks.
+
+    Raises:
+        ValueError: naming the field, its value, ``num_replicas`` and the valid values.
+    """
+    sizes = list(_batch_sizes(schedule, names, own_batch_sizes))
+    broken = [size for size in sizes if not size.works_with(num_replicas)]
+    if not broken:
+        return
+    first = broken[0]
+    rule = (
+        f"a multiple of num_replicas={num_replicas} (every rank loads an equal part)"
+        if first.full
+        else f"at least num_replicas={num_replicas} (else some rank gets an empty batch)"
+    )
+    valid = [w for w in range(1, min(s.size for s in sizes) + 1) if _all_work(sizes, w)]
+    raise ValueError(
+        f"{first.field}={first.size} must be {rule}: it is the size of {first.what}; "
+        f"valid num_replicas for this run: {_listed(valid)}; or change {first.field}"
+    )
+
+
+def _all_work(sizes: Sequence[_BatchSize], replicas: int) -> bool:
+    return all(size.works_with(replicas) for size in sizes)
+
+
+def _listed(values: Sequence[int]) -> str:
+    if len(values) <= 12:
+        return ", ".join(map(str, values))
+    return ", ".join(map(str, values[:12])) + f", ... ({len(values)} in all)"
+
+
+def _batch_sizes(
+    schedule: Schedule, names: Sequence[str], own_batch_sizes: Sequence[bool]
+) -> Iterator[_BatchSize]:
+    """The sizes of the batches the run yields, with what sets them."""
+    structure = schedule.structure
+    if not schedule.evaluation and schedule.train_batches:
+        per_epoch, start, end = (
+            structure.updates_per_epoch,
+            schedule.start.update,
+            schedule.end_update,
+        )
+        epoch_ends = end // per_epoch - start // per_epoch  # last batches of an epoch yielded
+        short = structure.last_batch_size
+        fulls = schedule.train_batches - (epoch_ends if short < structure.batch_size else 0)
+        what = "every training batch"
+        if structure.drop_last and structure.batch_size == structure.sampler_len:
+            what += f" (drop_last=True with {structure.sampler_len} training samples)"
+        if fulls:
+            yield _BatchSize("batch_size", structure.batch_size, True, what)
+        if short < structure.batch_size and epoch_ends:
+            yield _BatchSize(
+                "batch_size",
+                short,
+                False,
+                f"the last training batch of each epoch ({structure.sampler_len} samples, "
+                "drop_last=False; drop_last=True drops it)",
+            )
+    callbacks = zip(schedule.callbacks, names[1:], own_batch_sizes, strict=True)
+    for i, (plan, name, own) in enumerate(callbacks):
+        if plan.pass_len >= plan.batch_size and schedule.passes(i):
+            field = f"callback_samplers[{i}].batch_size" if own else "batch_size"
+            yield _BatchSize(
+                field,
+                plan.batch_size,
+                True,
+                f"the batches of the {name} passes ({plan.pass_len} samples"
+                + ("" if own else f"; callback_samplers[{i}] sets no batch_size of its own")
+                + ")",
+            )

@@ -22,23 +22,18 @@ from interleaved_sampler import (
     InterleavedSamplerConfig,
     SamplerIntervalConfig,
     TrainingProgress,
-    bench,
 )
-from interleaved_sampler.bench import (
-    VARIANTS,
-    Datasets,
+from interleaved_sampler.bench import runner
+from interleaved_sampler.bench.measure import StartupCounter, tree_memory
+from interleaved_sampler.bench.runner import run_benchmark, run_once
+from interleaved_sampler.bench.samples import (
     Recorder,
     SampleMismatchError,
-    Scenario,
-    StartupCounter,
-    Variant,
     check_same_samples,
     check_tag,
-    run_benchmark,
-    run_once,
-    tree_memory,
-    variant,
 )
+from interleaved_sampler.bench.scenario import Datasets, Scenario
+from interleaved_sampler.bench.variants import VARIANTS, Variant, variant
 from interleaved_sampler.cli import main
 from interleaved_sampler.data import InterleavedBatch
 
@@ -90,7 +85,7 @@ def skipping_the_last_batch(
 
 def test_an_added_variant_gets_the_same_samples_check(monkeypatch: pytest.MonkeyPatch) -> None:
     lossy = Variant("lossy", skipping_the_last_batch, lambda s: 1, "tab:blue")
-    monkeypatch.setattr(bench, "VARIANTS", (VARIANTS[0], lossy))
+    monkeypatch.setattr(runner, "VARIANTS", (VARIANTS[0], lossy))  # what run_benchmark runs
     with pytest.raises(SampleMismatchError, match="lossy and interleaved consumed different"):
         run_benchmark(TINY, repeats=1, memory_interval_s=0.05, log=lambda line: None)
 

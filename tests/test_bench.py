@@ -292,3 +292,13 @@ def test_locks_and_shared_values_pass_the_pickling_check_for_spawn() -> None:
     assert loader.num_workers == 1  # built: a worker start sends both, as torch allows
     with pytest.raises(TypeError, match="worker_init_fn"):
         sampler.get_data_loader(worker_init_fn=lambda worker_id: None, **args)
+
+
+def test_cli_help_says_what_the_evaluation_batch_size_is(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "--help"])
+    assert exit_info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--eval-batch-size EVAL_BATCH_SIZE evaluation batch size (default: 64)" in text

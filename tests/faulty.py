@@ -8,17 +8,11 @@ from __future__ import annotations
 import itertools
 import os
 import signal
-import sys
 import threading
 from collections.abc import Iterator, Sized
 from typing import Any
 
 from torch.utils.data import Dataset, Sampler, get_worker_info
-
-
-def note(text: str) -> str:
-    """``text``, where exceptions carry notes (Python >= 3.11); else the empty string."""
-    return text if sys.version_info >= (3, 11) else ""
 
 
 class LyingSampler(Sampler[int]):

@@ -22,23 +22,18 @@ from interleaved_sampler import (
     InterleavedSamplerConfig,
     SamplerIntervalConfig,
     TrainingProgress,
-    bench,
 )
-from interleaved_sampler.bench import (
-    VARIANTS,
-    Datasets,
+from interleaved_sampler.bench import runner
+from interleaved_sampler.bench.measure import StartupCounter, tree_memory
+from interleaved_sampler.bench.runner import run_benchmark, run_once
+from interleaved_sampler.bench.samples import (
     Recorder,
     SampleMismatchError,
-    Scenario,
-    StartupCounter,
-    Variant,
     check_same_samples,
     check_tag,
-    run_benchmark,
-    run_once,
-    tree_memory,
-    variant,
 )
+from interleaved_sampler.bench.scenario import Datasets, Scenario
+from interleaved_sampler.bench.variants import VARIANTS, Variant, variant
 from interleaved_sampler.cli import main
 from interleaved_sampler.data import InterleavedBatch
 
@@ -90,7 +85,7 @@ def skipping_the_last_batch(
 
 def test_an_added_variant_gets_the_same_samples_check(monkeypatch: pytest.MonkeyPatch) -> None:
     lossy = Variant("lossy", skipping_the_last_batch, lambda s: 1, "tab:blue")
-    monkeypatch.setattr(bench, "VARIANTS", (VARIANTS[0], lossy))
+    monkeypatch.setattr(runner, "VARIANTS", (VARIANTS[0], lossy))  # what run_benchmark runs
     with pytest.raises(SampleMismatchError, match="lossy and interleaved consumed different"):
         run_benchmark(TINY, repeats=1, memory_interval_s=0.05, log=lambda line: None)
 
@@ -297,3 +292,13 @@ def test_locks_and_shared_values_pass_the_pickling_check_for_spawn() -> None:
     assert loader.num_workers == 1  # built: a worker start sends both, as torch allows
     with pytest.raises(TypeError, match="worker_init_fn"):
         sampler.get_data_loader(worker_init_fn=lambda worker_id: None, **args)
+
+
+def test_cli_help_says_what_the_evaluation_batch_size_is(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "--help"])
+    assert exit_info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--eval-batch-size EVAL_BATCH_SIZE evaluation batch size (default: 64)" in text

@@ -21,7 +21,6 @@ from faulty import (
     NoDatasetSampler,
     PidDataset,
     failing_collate,
-    note,
 )
 from helpers import batches, seq
 from pydantic import ValidationError
@@ -531,9 +530,7 @@ def test_e25_dataset_error_names_its_source() -> None:
     next(stream)  # items 0 and 1 of val load fine
     with pytest.raises(ValueError) as error:
         next(stream)
-    assert_names(
-        error, "corrupt sample 3", note("while loading a batch of val: dataset indices [2, 3]")
-    )
+    assert_names(error, "corrupt sample 3", "while loading a batch of val: dataset indices [2, 3]")
 
 
 @pytest.mark.parametrize(
@@ -549,7 +546,7 @@ def test_e25_collate_error_names_its_source(
     sampler = InterleavedSampler(SequentialSampler(dataset), config(), train_collator=collate)
     with pytest.raises(raised) as error:
         list(sampler.get_data_loader())
-    assert_names(error, message, note("while collating a batch of train"))
+    assert_names(error, message, "while collating a batch of train")
 
 
 # --- not errors ------------------------------------------------------------------------------

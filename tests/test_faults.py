@@ -19,7 +19,6 @@ from faulty import (
     PidDataset,
     as_list,
     failing_collate,
-    note,
 )
 from torch.utils.data import SequentialSampler
 
@@ -96,7 +95,7 @@ def test_dataset_error_in_a_worker_reaches_the_loop_with_its_traceback(method: s
     assert "Original Traceback" in text
     assert "corrupt sample 9" in text
     assert "in __getitem__" in text  # the frame that raised, from the worker
-    assert note("while loading a batch of train: dataset indices [8, 9]") in text
+    assert "while loading a batch of train: dataset indices [8, 9]" in text
     del stream, error  # the traceback's frames hold the iterator too
     assert_workers_gone(pids)
 
@@ -116,7 +115,7 @@ def test_collate_error_in_a_worker_names_the_callback(method: str) -> None:
     text = str(error.value)
     assert "cannot collate 2 samples" in text
     assert "in failing_collate" in text
-    assert note("while collating a batch of val with failing_collate") in text
+    assert "while collating a batch of val with failing_collate" in text
     del stream, error
     assert_workers_gone(pids)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterator
 from itertools import islice
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 from scenarios import Scenario, scenarios
 from spec_model import ModelTag, model_batches
 from torch.utils.data import RandomSampler, Sampler, SequentialSampler
+from tqdm import tqdm
 
 from interleaved_sampler import InterleavedSampler, InterleavedSamplerConfig, SamplerIntervalConfig
 
@@ -150,6 +152,25 @@ def test_persistent_workers_resume_and_then_start_over() -> None:
     assert rows(loader) == full[7:]
     assert loader.state_dict()["batches"] == len(full)
     assert rows(loader) == full
+
+
+@pytest.mark.parametrize("k", [0, 6, 16, 36])  # the start, inside a pass, between passes, the end
+def test_batches_consumed_is_the_position_a_resumed_progress_bar_starts_at(k: int) -> None:
+    args = {"num_workers": 2, "multiprocessing_context": "fork"}
+    loader = eval_every_3().get_data_loader(tagged=True, **args)
+    assert loader.batches_consumed == 0
+    stream = consume(loader, k)
+    assert loader.batches_consumed == k  # received, not what the workers prefetched
+    resumed = eval_every_3().get_data_loader(tagged=True, **args)
+    resumed.load_state_dict(through_json(loader.state_dict()))
+    assert (resumed.batches_consumed, len(resumed)) == (k, 36)  # len stays the whole run
+    bar = tqdm(resumed, initial=resumed.batches_consumed, total=len(resumed), file=io.StringIO())
+    for received, _ in enumerate(bar, start=k + 1):
+        assert resumed.batches_consumed == received  # counts mid-iteration
+    assert bar.n == bar.total == 36  # the bar ends full, not at 36 - k
+    assert loader.batches_consumed == k
+    assert len(list(stream)) == 36 - k
+    assert loader.batches_consumed == 36
 
 
 def eval_state(batches: int) -> dict[str, Any]:

@@ -71,15 +71,6 @@ def sampler_len(sampler: object, role: str) -> int:
     return length
 
 
-def add_source_note(error: BaseException, note: str) -> None:
-    """Attach ``note`` to ``error`` (shown in its traceback, also across worker processes).
-
-    Python 3.10 has no exception notes: there the error passes through unchanged.
-    """
-    if sys.version_info >= (3, 11):
-        error.add_note(note)
-
-
 class _Discard:
     """A file that forgets what is written to it: pickling without holding the bytes."""
 

@@ -20,7 +20,7 @@ from torch.utils.data import Dataset
 from torch.utils.data._utils.collate import default_collate
 from torch.utils.data._utils.pin_memory import pin_memory
 
-from interleaved_sampler.checks import add_source_note, name_of
+from interleaved_sampler.checks import name_of
 from interleaved_sampler.config import source_names
 from interleaved_sampler.schedule import BatchTag, TrainingProgress
 
@@ -147,7 +147,7 @@ class InterleavedDataset(Dataset[Any]):
         try:
             samples = getitems(local) if getitems else [dataset[i] for i in local]
         except Exception as error:
-            add_source_note(error, f"while loading a batch of {self.names[source]}: {_head(local)}")
+            error.add_note(f"while loading a batch of {self.names[source]}: {_head(local)}")
             raise
         tag = getattr(indices, "tag", None)
         if tag is None:
@@ -185,8 +185,7 @@ class InterleavedCollator:
         try:
             data = collate_fn(batch.samples)
         except Exception as error:
-            add_source_note(
-                error,
+            error.add_note(
                 f"while collating a batch of {self.names[batch.source_index]} with "
                 f"{name_of(collate_fn)}",
             )

@@ -7,6 +7,8 @@ run's configuration.
 from __future__ import annotations
 
 import argparse
+import itertools
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +18,9 @@ from torch.utils.data import SequentialSampler, TensorDataset
 from interleaved_sampler.config import InterleavedSamplerConfig, SamplerIntervalConfig
 from interleaved_sampler.data import InterleavedBatch
 from interleaved_sampler.extras import require
+from interleaved_sampler.loader import InterleavedDataLoader
 from interleaved_sampler.sampler import InterleavedSampler
 from interleaved_sampler.samplers import SeededRandomSampler
-from interleaved_sampler.schedule import TrainingProgress
 
 Metrics = dict[str, dict[str, float]]
 # what a resumed run must share with the run that wrote the checkpoint
@@ -29,9 +31,9 @@ DESCRIPTION = """\
 Train a small model with two periodic evaluations through one tagged DataLoader: a linear
 model on a built-in synthetic regression set, a validation pass every --eval-every updates and
 a test pass after every epoch. It shows a progress bar with the true total and a metrics table
-per evaluation, and writes a checkpoint (model, optimizer, progress, latest metrics) when it
-ends or stops early (--stop-after-updates). --resume continues from the checkpoint to exactly
-the metrics of an uninterrupted run.
+per evaluation, and writes a checkpoint (model, optimizer, the loader's state, the metrics) when
+it ends or stops early (--stop-after-batches: after any batch, also inside an evaluation pass).
+--resume continues from the checkpoint to exactly the metrics of an uninterrupted run.
 """
 # The options that define the run, with their defaults: a resumed run repeats them.
 RUN_OPTIONS: dict[str, tuple[Any, str]] = {
@@ -61,11 +63,11 @@ def add_parser(subparsers: Any) -> None:
         parser.add_argument(flag, type=type(default), default=default, help=text)
     parser.add_argument("--resume", action="store_true", help="continue from --checkpoint")
     parser.add_argument(
-        "--stop-after-updates",
+        "--stop-after-batches",
         type=int,
         default=None,
         metavar="N",
-        help="stop (and write the checkpoint) once N updates are done",
+        help="stop (and write the checkpoint) after batch N of the run, training or evaluation",
     )
     parser.set_defaults(func=run)
 
@@ -79,16 +81,14 @@ def synthetic_regression(size: int, seed: int) -> TensorDataset:
     return TensorDataset(x, y)
 
 
-def build_sampler(args: argparse.Namespace, start_update: int) -> InterleavedSampler:
+def build_sampler(args: argparse.Namespace) -> InterleavedSampler:
     """Training on 2048 samples, validation (256) every ``--eval-every`` updates, test (512)
     after every epoch."""
     train = synthetic_regression(2048, seed=1)
     validation, test = synthetic_regression(256, seed=2), synthetic_regression(512, seed=3)
     return InterleavedSampler(
         SeededRandomSampler(train, seed=args.seed),
-        InterleavedSamplerConfig(
-            batch_size=args.batch_size, max_epochs=args.epochs, start_update=start_update
-        ),
+        InterleavedSamplerConfig(batch_size=args.batch_size, max_epochs=args.epochs),
         callback_samplers=[
             SamplerIntervalConfig(
                 SequentialSampler(validation), every_n_updates=args.eval_every, name="validation"
@@ -132,21 +132,41 @@ def table(title: str, rows: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
+@dataclass
+class Evaluation:
+    """What the evaluations have found: the latest metrics of each evaluation set, and the
+    errors of the pass in progress (a run can stop, and resume, inside a pass)."""
+
+    metrics: Metrics = field(default_factory=dict)
+    errors: list[torch.Tensor] = field(default_factory=list)
+
+    def add(self, model: torch.nn.Module, batch: InterleavedBatch) -> bool:
+        """Evaluate ``model`` on an evaluation batch; True when it ended its pass (whose
+        metrics are then in :attr:`metrics`)."""
+        self.errors.append(errors_of(model, batch.data))
+        if batch.is_last_in_pass:
+            self.metrics[batch.source] = pass_metrics(self.errors)
+            self.errors = []
+        return batch.is_last_in_pass
+
+
 def save_checkpoint(
     path: Path,
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
-    progress: TrainingProgress,
-    metrics: Metrics,
+    loader: InterleavedDataLoader,
+    evaluation: Evaluation,
     args: argparse.Namespace,
 ) -> None:
+    """Write model, optimizer, the loader's state and the evaluations to ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(
         {
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
-            "progress": vars(progress),
-            "metrics": metrics,
+            "loader": loader.state_dict(),
+            "metrics": evaluation.metrics,
+            "pass_errors": evaluation.errors,
             "settings": {name: getattr(args, name) for name in RUN_SETTINGS},
         },
         path,
@@ -154,23 +174,34 @@ def save_checkpoint(
 
 
 def load_checkpoint(
-    path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, args: argparse.Namespace
-) -> tuple[int, Metrics]:
-    """Restore model and optimizer; return the updates done and the latest metrics.
+    path: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loader: InterleavedDataLoader,
+    args: argparse.Namespace,
+) -> Evaluation:
+    """Restore model, optimizer and the loader's position; return the evaluations.
 
     Raises:
-        ValueError: there is no checkpoint, or it was written with other run settings.
+        ValueError: there is no checkpoint, or it was written by another run (other
+            settings, another schedule) or by a demo without the loader's state.
     """
     if not path.is_file():
         raise ValueError(f"--resume: no checkpoint at {path}; run without --resume first")
     state = torch.load(path, weights_only=True)
+    if "loader" not in state:
+        raise ValueError(f"--resume: {path} has no loader state; run without --resume")
     for name, value in state["settings"].items():
         if getattr(args, name) != value:
             option = "--" + name.replace("_", "-")
             raise ValueError(f"--resume: the checkpoint was written with {option} {value}")
+    try:
+        loader.load_state_dict(state["loader"])
+    except ValueError as error:
+        raise ValueError(f"--resume: the checkpoint is of another run: {error}") from None
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
-    return int(state["progress"]["update"]), state["metrics"]
+    return Evaluation(state["metrics"], state["pass_errors"])
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -183,53 +214,51 @@ def run(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
     model = torch.nn.Linear(8, 1)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.02, momentum=0.9)
-    start, metrics = 0, Metrics()
-    if args.resume:
-        try:
-            start, metrics = load_checkpoint(args.checkpoint, model, optimizer, args)
-        except ValueError as error:
-            raise SystemExit(str(error)) from None
-    sampler = build_sampler(args, start)
+    sampler = build_sampler(args)
     schedule = sampler.schedule
     loader = sampler.get_data_loader(num_workers=args.workers, tagged=True)
+    evaluation = Evaluation()
+    if args.resume:
+        try:
+            evaluation = load_checkpoint(args.checkpoint, model, optimizer, loader, args)
+        except ValueError as error:
+            raise SystemExit(str(error)) from None
+    total, start = len(loader), loader.batches_consumed
     print(
-        f"{len(loader)} batches from update {schedule.start.update}: "
-        f"{schedule.train_batches} training, {len(loader) - schedule.train_batches} evaluation"
+        f"{total} batches: {schedule.train_batches} training, "
+        f"{total - schedule.train_batches} evaluation"
+        + (f"; resuming after batch {start}" if args.resume else "")
     )
-    done, stopped = schedule.start.update, False
-    errors: list[torch.Tensor] = []
+    stop = total if args.stop_after_batches is None else args.stop_after_batches
     batch: InterleavedBatch
-    with tqdm(loader, total=len(loader), unit="batch") as bar:
+    batches = itertools.islice(loader, max(stop - start, 0))  # asks for no batch past stop
+    with tqdm(batches, initial=start, total=total, unit="batch") as bar:
         for batch in bar:
             if batch.source == "train":
-                if args.stop_after_updates is not None and done >= args.stop_after_updates:
-                    stopped = True
-                    bar.set_description_str(f"stopped at update {done}")
-                    break
-                bar.set_postfix(
-                    loss=f"{train_step(model, optimizer, batch.data):.4f}", refresh=False
-                )
-                done = batch.progress.update + 1
+                model.train()
+                loss = train_step(model, optimizer, batch.data)
+                bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
                 continue
-            errors.append(errors_of(model, batch.data))
-            if batch.is_last_in_pass:
-                metrics[batch.source] = pass_metrics(errors)
+            model.eval()
+            if evaluation.add(model, batch):
                 p = batch.progress
                 title = (
                     f"{batch.source} after epoch {p.epoch}, update {p.update}, sample {p.sample}"
                 )
-                bar.write(table(title, {batch.source: metrics[batch.source]}))
-                errors = []
-    progress = schedule.structure.progress_at(done)
-    save_checkpoint(args.checkpoint, model, optimizer, progress, metrics, args)
-    print(f"checkpoint: {args.checkpoint} (epoch {progress.epoch}, update {progress.update})")
-    if stopped:
-        end = schedule.end_update
-        print(f"stopped at update {done} of {end} (--stop-after-updates); continue with:")
+                bar.write(table(title, {batch.source: evaluation.metrics[batch.source]}))
+    done = loader.batches_consumed
+    save_checkpoint(args.checkpoint, model, optimizer, loader, evaluation, args)
+    progress = schedule.structure.progress_at(schedule.seek(done).update)
+    print(
+        f"checkpoint: {args.checkpoint} (after batch {done} of {total}: "
+        f"epoch {progress.epoch}, update {progress.update})"
+    )
+    if done < total:
+        print(f"stopped after batch {done} of {total} (--stop-after-batches); continue with:")
         print(resume_command(args))
-        print("latest metrics: " + metrics_line(metrics))
+        print("latest metrics: " + (metrics_line(evaluation.metrics) or "none yet"))
     else:
-        print("final metrics: " + metrics_line(metrics))
+        print("final metrics: " + metrics_line(evaluation.metrics))
     return 0
 
 

@@ -68,6 +68,31 @@ class InterleavedDataLoader(DataLoader[Any]):
         the first cached pass of an iteration and after the iteration ended."""
         return self._cache.nbytes if self._cache is not None else 0
 
+    @property
+    def batches_consumed(self) -> int:
+        """The batches of the run before the position :meth:`state_dict` saves: those the
+        loop has received (prefetched ones do not count), or after :meth:`load_state_dict`
+        the resumed position. ``len(loader)`` stays the whole run, so the progress bar of a
+        resumed run starts here: ``tqdm(loader, initial=loader.batches_consumed,
+        total=len(loader))``.
+
+        Example:
+            >>> from torch.utils.data import SequentialSampler
+            >>> from interleaved_sampler import InterleavedSampler, InterleavedSamplerConfig
+            >>> config = InterleavedSamplerConfig(batch_size=2, max_updates=5)
+            >>> sampler = InterleavedSampler(SequentialSampler(range(4)), config)
+            >>> loader = sampler.get_data_loader()
+            >>> stream = iter(loader)
+            >>> _ = next(stream), next(stream)
+            >>> loader.batches_consumed, len(loader)
+            (2, 5)
+            >>> resumed = sampler.get_data_loader()
+            >>> resumed.load_state_dict(loader.state_dict())
+            >>> resumed.batches_consumed, len(list(resumed))  # where the bar starts, what is left
+            (2, 3)
+        """
+        return self._consumed
+
     def _count_consumed(self, batches: Iterator[Any]) -> Iterator[Any]:
         for batch in batches:
             self._consumed += 1

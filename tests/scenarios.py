@@ -3,14 +3,16 @@ model's from the same description."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import random
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import torch
 from hypothesis import assume
 from hypothesis import strategies as st
 from spec_model import ModelCallback, ModelConfig
-from torch.utils.data import DistributedSampler, SequentialSampler
+from torch.utils.data import DistributedSampler, RandomSampler, Sampler, SequentialSampler
 
 from interleaved_sampler import (
     InterleavedSampler,
@@ -20,9 +22,27 @@ from interleaved_sampler import (
 )
 
 
+class ListedSampler(Sampler[int]):
+    """A fixed shuffled order that can only be iterated (no ``iter_from``): the samplers the
+    library reads whole, batch by batch."""
+
+    repeats_epoch_order = True
+
+    def __init__(self, data_source: Any, seed: int) -> None:
+        self.data_source = data_source
+        self.order = list(range(len(data_source)))
+        random.Random(seed).shuffle(self.order)
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.order)
+
+
 @dataclass(frozen=True)
 class SamplerSpec:
-    kind: str  # "sequential" | "seeded" | "distributed"
+    kind: str  # "sequential" | "seeded" | "distributed" | "random" | "listed"
     length: int  # dataset length
     seed: int = 0
     replicas: int = 1
@@ -36,6 +56,10 @@ class SamplerSpec:
             return SequentialSampler(dataset)
         if self.kind == "seeded":
             return SeededRandomSampler(dataset, seed=self.seed)
+        if self.kind == "random":  # every build draws the same orders
+            return RandomSampler(dataset, generator=torch.Generator().manual_seed(self.seed))
+        if self.kind == "listed":
+            return ListedSampler(dataset, self.seed)
         return DistributedSampler(
             dataset,
             num_replicas=self.replicas,
@@ -74,8 +98,11 @@ class Scenario:
             **self.start,
         )
 
-    def sampler(self, callback_datasets: Sequence[Any] = ()) -> InterleavedSampler:
-        """The library's sampler; ``callback_datasets`` replace the callbacks' (lists)."""
+    def sampler(
+        self, callback_datasets: Sequence[Any] = (), num_replicas: int = 1, rank: int = 0
+    ) -> InterleavedSampler:
+        """The library's sampler (rank ``rank`` of ``num_replicas``); ``callback_datasets``
+        replace the callbacks' (lists)."""
         datasets = list(callback_datasets) or [None] * len(self.callbacks)
         return InterleavedSampler(
             self.main.build(),
@@ -89,6 +116,8 @@ class Scenario:
                 )
                 for c, dataset in zip(self.callbacks, datasets, strict=True)
             ],
+            num_replicas=num_replicas,
+            rank=rank,
         )
 
     def model(self) -> tuple[Any, ModelConfig]:
@@ -114,12 +143,22 @@ class Scenario:
         return replace(self, start=start)
 
 
+# Samplers over the whole dataset, for runs the library shards itself (num_replicas=).
+GLOBAL_KINDS = ("sequential", "seeded", "distributed", "random", "listed")
+
+
 @st.composite
-def sampler_specs(draw: st.DrawFn, min_length: int = 0, max_length: int = 30) -> SamplerSpec:
-    kind = draw(st.sampled_from(["sequential", "seeded", "distributed"]))
+def sampler_specs(
+    draw: st.DrawFn, min_length: int = 0, max_length: int = 30, global_: bool = False
+) -> SamplerSpec:
+    """A sampler; ``global_``: one over the whole dataset (of any kind), else a sequential,
+    seeded or per-rank distributed one."""
+    kinds = GLOBAL_KINDS if global_ else ("sequential", "seeded", "distributed")
+    kind = draw(st.sampled_from(kinds))
     length = draw(st.integers(min_length, max_length))
-    if kind != "distributed":
-        return SamplerSpec(kind, length, seed=draw(st.integers(0, 3)))
+    if kind != "distributed" or global_:
+        shuffle = kind == "distributed" and draw(st.booleans())
+        return SamplerSpec(kind, length, seed=draw(st.integers(0, 3)), shuffle=shuffle)
     replicas = draw(st.integers(2, 3))
     return SamplerSpec(
         kind,
@@ -133,13 +172,13 @@ def sampler_specs(draw: st.DrawFn, min_length: int = 0, max_length: int = 30) ->
 
 
 @st.composite
-def callback_specs(draw: st.DrawFn, cache: bool = False) -> CallbackSpec:
+def callback_specs(draw: st.DrawFn, cache: bool = False, global_: bool = False) -> CallbackSpec:
     """A callback; with ``cache``, cached or not (a shuffling sampler never is)."""
-    sampler = draw(sampler_specs(min_length=3, max_length=12))
+    sampler = draw(sampler_specs(min_length=3, max_length=12, global_=global_))
     interval = draw(st.sampled_from(["every_n_epochs", "every_n_updates", "every_n_samples"]))
     n = draw(st.integers(1, 25 if interval == "every_n_samples" else 6))
     batch_size = draw(st.integers(1, 6))
-    cached = cache and not sampler.shuffle and draw(st.booleans())
+    cached = cache and not sampler.shuffle and sampler.kind != "random" and draw(st.booleans())
     if interval != "every_n_samples" and draw(st.booleans()):
         return CallbackSpec(sampler, interval, n, None, cached)
     return CallbackSpec(sampler, interval, n, batch_size, cached)
@@ -147,9 +186,14 @@ def callback_specs(draw: st.DrawFn, cache: bool = False) -> CallbackSpec:
 
 @st.composite
 def scenarios(
-    draw: st.DrawFn, with_start: bool = True, min_main: int = 1, cache: bool = False
+    draw: st.DrawFn,
+    with_start: bool = True,
+    min_main: int = 1,
+    cache: bool = False,
+    global_: bool = False,
 ) -> Scenario:
-    main = draw(sampler_specs(min_length=min_main, max_length=30))
+    """A run; ``global_``: with samplers over the whole datasets (see :func:`sampler_specs`)."""
+    main = draw(sampler_specs(min_length=min_main, max_length=30, global_=global_))
     assume(len(main.build()) >= min_main)  # a distributed shard can be empty
     batch_size = draw(st.integers(1, 10))
     stop_fields = draw(
@@ -182,7 +226,7 @@ def scenarios(
         stops=stops,
         start=start,
         evaluation=draw(st.booleans()) and draw(st.booleans()),
-        callbacks=tuple(draw(st.lists(callback_specs(cache), max_size=3))),
+        callbacks=tuple(draw(st.lists(callback_specs(cache, global_), max_size=3))),
     )
 
 

@@ -1,40 +1,47 @@
-"""DDP training with interleaved evaluation, with exactly the metrics of the run in one process.
+"""DDP training with interleaved evaluation on one global schedule: stop on 2 processes, resume
+on 1 (or the reverse), with exactly the losses and metrics of the uninterrupted run.
 
     torchrun --standalone --nproc-per-node=2 examples/ddp.py   # 2 processes (gloo, CPU)
     python examples/ddp.py --micro-batches 2                   # the same run in one process
+    torchrun --standalone --nproc-per-node=2 examples/ddp.py --stop-after 40 --checkpoint c.pt
+    python examples/ddp.py --micro-batches 2 --resume --checkpoint c.pt   # continue on 1
 
-Why the two print the same numbers, bit for bit:
+Why they all print the same numbers, bit for bit:
 
-- Training data: every rank draws from the same permutation of ``(seed, epoch)``
-  (``SeededRandomSampler`` sharded with ``num_replicas``/``rank``), so batch ``k`` of all ranks
-  together is global batch ``k`` of the single process (whose batch is ``world_size`` times
-  larger); ``drop_last`` on both sides keeps padding duplicates out of training.
-- Gradients: DDP averages the ranks' gradients, ``g0 / 2 + g1 / 2``; the single process
-  splits each global batch into the same micro-batches (``--micro-batches``), accumulates
-  ``g0 + g1`` and halves it: the same floating-point result for 2 ranks (with more ranks
-  the order of the all-reduce sum can differ: equal up to rounding).
-- Evaluation: every rank evaluates its shard of each evaluation set (``DistributedSampler``,
-  padded with repeated samples); ``gather_by_index`` collects the per-sample errors of all
-  ranks by dataset index (the tagged batches' ``indices``) without the repeats, so the mean
-  is taken over the same numbers in the same order. (Each sample's prediction is computed
-  alone: a matrix multiply may round a row differently depending on the rows that share its
-  batch.)
-- Resume: ``--max-updates K --checkpoint c.pt`` stops after update ``K`` (and the
-  evaluations due then); ``--start-update K --checkpoint c.pt`` continues the run exactly.
+- Data: the sampler is global (``SeededRandomSampler`` over the whole training set,
+  ``SequentialSampler`` over each evaluation set) and ``InterleavedSampler(...,
+  num_replicas=world_size, rank=rank)`` splits every global batch (``--batch-size``
+  samples) over the ranks: rank ``r`` loads positions ``r, r + world_size, ...`` of it.
+  Counters, evaluation points and the checkpoint's position are the global run's, so a
+  checkpoint written by any number of processes continues on any other.
+- Gradients: DDP averages the ranks' gradients, ``g0 / 2 + g1 / 2``; one process splits
+  each global batch into the same strided micro-batches (``--micro-batches 2``: ``x[r::2]``
+  is rank ``r``'s part), accumulates ``g0 + g1`` and halves it: the same floating-point
+  result for 2 ranks. (With more ranks the all-reduce may sum in another order: equal up to
+  rounding. ``--micro-batches`` must be the world size of the run being reproduced.)
+- Evaluation: every rank evaluates its part of each batch; ``gather_by_index`` collects the
+  per-sample errors of all ranks by dataset index (the tagged batches' ``indices``) without
+  the padding of short batches, so the mean is taken over the same numbers in the same
+  order. (Each sample's prediction is computed alone: a matrix multiply may round a row
+  differently depending on the rows that share its batch.)
+- Resume: ``--stop-after N`` stops after batch ``N`` of the loader (a training batch or one
+  inside an evaluation pass) and writes the model, the optimizer, ``loader.state_dict()``
+  and the errors gathered so far of a pass in progress; ``--resume`` loads them and the
+  loader yields exactly the rest of the run.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DistributedSampler, SequentialSampler, TensorDataset
+from torch.utils.data import SequentialSampler, TensorDataset
 
 from interleaved_sampler import (
     InterleavedSampler,
@@ -50,21 +57,22 @@ class RunConfig:
     """One training run.
 
     Args:
-        batch_size: samples per rank (per micro-batch) and update.
+        batch_size: samples per update, over all ranks (a multiple of the world size).
         micro_batches: in one process, how many micro-batches an update has (the world size
             of the DDP run to reproduce); must be 1 in a DDP run.
         max_updates: stop after this many updates.
-        start_update: resume from ``checkpoint`` after this many updates.
-        checkpoint: where the model and optimizer are loaded from at a resume and saved to
-            at the end.
+        stop_after: stop after this many batches of the loader and write ``checkpoint``.
+        resume: continue from ``checkpoint``.
+        checkpoint: the file ``stop_after`` writes and ``resume`` reads.
         seed: seed of the data order and the model's initial weights.
         workers: DataLoader worker processes per rank.
     """
 
-    batch_size: int = 8
+    batch_size: int = 16
     micro_batches: int = 1
     max_updates: int = 30
-    start_update: int = 0
+    stop_after: int | None = None
+    resume: bool = False
     checkpoint: Path | None = None
     seed: int = 0
     workers: int = 0
@@ -80,6 +88,24 @@ class Metric:
 
     def __str__(self) -> str:
         return f"update {self.update:3d}  {self.name:<10} {self.value!r}"
+
+
+@dataclass
+class Pending:
+    """The per-sample errors of the evaluation pass in progress, gathered from all ranks."""
+
+    errors: list[torch.Tensor] = field(default_factory=list)
+    indices: list[int] = field(default_factory=list)
+
+    def add(self, errors: torch.Tensor, indices: list[int]) -> None:
+        self.errors.append(errors)
+        self.indices.extend(indices)
+
+    def gathered(self) -> dict[str, torch.Tensor]:
+        """One error per dataset index of all ranks, in index order (repeats kept once)."""
+        errors = torch.cat(self.errors) if self.errors else torch.zeros(0)
+        rows = {"errors": errors, "index": torch.tensor(self.indices, dtype=torch.long)}
+        return gather_by_index(rows, self.indices)
 
 
 def regression(size: int, seed: int) -> TensorDataset:
@@ -98,36 +124,23 @@ def world() -> tuple[int, int]:
 
 
 def build_sampler(config: RunConfig) -> InterleavedSampler:
-    """Training on 203 samples, validation (13 samples) every 5 updates, test (7) per epoch."""
+    """Training on 203 samples, validation (13 samples) every 5 updates, test (7) per epoch;
+    this process's part of the global run."""
     size, rank = world()
     train, validation, test = regression(203, 1), regression(13, 2), regression(7, 3)
-
-    def evaluation(dataset: TensorDataset) -> Any:
-        if size == 1:
-            return SequentialSampler(dataset)
-        return DistributedSampler(dataset, num_replicas=size, rank=rank, shuffle=False)
-
     return InterleavedSampler(
-        SeededRandomSampler(train, config.seed, num_replicas=size, rank=rank, drop_last=True),
-        InterleavedSamplerConfig(
-            batch_size=config.batch_size * config.micro_batches,
-            max_updates=config.max_updates,
-            start_update=config.start_update,
-        ),
+        SeededRandomSampler(train, config.seed),
+        InterleavedSamplerConfig(batch_size=config.batch_size, max_updates=config.max_updates),
         callback_samplers=[
             SamplerIntervalConfig(
-                evaluation(validation),
-                every_n_updates=5,
-                batch_size=4,
-                name="validation",
+                SequentialSampler(validation), every_n_updates=5, batch_size=4, name="validation"
             ),
             SamplerIntervalConfig(
-                evaluation(test),
-                every_n_epochs=1,
-                batch_size=3,
-                name="test",
+                SequentialSampler(test), every_n_epochs=1, batch_size=4, name="test"
             ),
         ],
+        num_replicas=size,
+        rank=rank,
     )
 
 
@@ -143,47 +156,49 @@ def run(config: RunConfig) -> list[Metric]:
     torch.manual_seed(config.seed)
     model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    if config.start_update:
-        assert config.checkpoint is not None, "a resume needs the checkpoint"
+    loader = sampler.get_data_loader(num_workers=config.workers, tagged=True)
+    pending = Pending()
+    if config.resume:
+        assert config.checkpoint is not None, "--resume needs --checkpoint"
         state = torch.load(config.checkpoint)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        loader.load_state_dict(state["loader"])
+        pending.add(state["pending"]["errors"], state["pending"]["index"].tolist())
     trained = DistributedDataParallel(model) if size > 1 else model
-    metrics = loop(sampler, model, trained, optimizer, config)
-    if config.checkpoint is not None:
-        save(config.checkpoint, model, optimizer)
-    return metrics
+    return loop(loader, model, trained, optimizer, pending, config)
 
 
 def loop(
-    sampler: InterleavedSampler,
+    loader: Any,
     model: torch.nn.Module,
     trained: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
+    pending: Pending,
     config: RunConfig,
 ) -> list[Metric]:
     """The training loop over tagged batches: a step per training batch; the per-sample
     errors of an evaluation pass, gathered from all ranks by dataset index at its end."""
     metrics = []
-    errors: list[torch.Tensor] = []
-    indices: list[int] = []
-    for batch in sampler.get_data_loader(num_workers=config.workers, tagged=True):
+    for batch in loader:
         x, y = batch.data
         if batch.source == "train":
             loss = train_step(trained, optimizer, x, y, config.micro_batches)
             metrics.append(Metric(batch.progress.update + 1, "train", loss))
-            continue
-        with torch.no_grad():
-            # One row at a time: a matrix multiply may round a row differently depending on
-            # the rows that share its batch, and a rank's batches hold other rows than the
-            # single process's.
-            prediction = torch.cat([model(row[None]) for row in x]).squeeze(1)
-            errors.append((prediction - y) ** 2)
-        indices.extend(batch.indices)
-        if batch.is_last_in_pass:
-            per_sample = gather_by_index(torch.cat(errors), indices)
-            metrics.append(Metric(batch.progress.update, batch.source, per_sample.mean().item()))
-            errors, indices = [], []
+        else:
+            with torch.no_grad():
+                # One row at a time: a matrix multiply may round a row differently depending
+                # on the rows that share its batch, and a rank's batches hold other rows than
+                # the single process's.
+                prediction = torch.cat([model(row[None]) for row in x]).squeeze(1)
+            pending.add((prediction - y) ** 2, batch.indices)
+            if batch.is_last_in_pass:
+                mse = pending.gathered()["errors"].mean().item()
+                metrics.append(Metric(batch.progress.update, batch.source, mse))
+                pending = Pending()
+        if loader.batches_consumed == config.stop_after:
+            save(config, model, optimizer, loader, pending)
+            break
     return metrics
 
 
@@ -196,8 +211,8 @@ def train_step(
 ) -> float:
     """One update; the mean loss over all ranks and micro-batches.
 
-    Micro-batch ``r`` takes every ``micro_batches``-th sample from position ``r``: the
-    samples rank ``r`` of the DDP run has (the sharded sampler strides the same way).
+    Micro-batch ``r`` takes every ``micro_batches``-th sample from position ``r``: the part
+    of the global batch that rank ``r`` of a DDP run loads.
     """
     optimizer.zero_grad()
     loss_sum = torch.zeros(())
@@ -216,10 +231,24 @@ def train_step(
     return (loss_sum / (size * micro_batches)).item()
 
 
-def save(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
-    """Rank 0 writes the checkpoint; every rank returns once it is written."""
+def save(
+    config: RunConfig,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loader: Any,
+    pending: Pending,
+) -> None:
+    """Rank 0 writes the checkpoint (the loader's state is the same on every rank); every
+    rank returns once it is written."""
+    assert config.checkpoint is not None, "--stop-after needs --checkpoint"
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "loader": loader.state_dict(),
+        "pending": pending.gathered(),  # a collective: on every rank
+    }
     if world()[1] == 0:
-        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict()}, path)
+        torch.save(state, config.checkpoint)
     if dist.is_initialized():
         dist.barrier()
 
@@ -231,7 +260,8 @@ def parse(argv: list[str] | None = None) -> RunConfig:
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     parser.add_argument("--micro-batches", type=int, default=defaults.micro_batches)
     parser.add_argument("--max-updates", type=int, default=defaults.max_updates)
-    parser.add_argument("--start-update", type=int, default=defaults.start_update)
+    parser.add_argument("--stop-after", type=int, default=None, metavar="BATCHES")
+    parser.add_argument("--resume", action="store_true")
     parser.add_argument("--checkpoint", type=Path, default=None)
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--workers", type=int, default=defaults.workers)

@@ -146,6 +146,19 @@ def test_flags_override_the_file_and_json_works(
     assert "total: 16 batches = 7 training + 9 callback" in lines
 
 
+def test_a_run_split_over_ranks_shows_the_per_rank_batch_sizes(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    run = ["--length", "64", "--batch-size", "16", "--max-epochs", "1", "--num-replicas", "4"]
+    lines = plan_output(capsys, *run, "--callback", "name=val,length=10,every_n_epochs=1")
+    assert lines[0].startswith("main: 64 indices per epoch, batch_size 16 (4/rank)")
+    assert lines[1].startswith("split over 4 ranks: every count below is the global run's")
+    assert table_after(lines, "callback")[0][:4] == ["val", "10", "16", "(4/rank)"]
+    assert "total: 5 batches = 4 training + 1 callback" in lines
+    with pytest.raises(SystemExit, match=r"batch_size=16 must be a multiple of num_replicas=3"):
+        main(["plan", *run[:-1], "3"])
+
+
 def test_max_passes_shortens_the_list(capsys: pytest.CaptureFixture[str]) -> None:
     lines = plan_output(
         capsys,

@@ -8,13 +8,21 @@ process. A hang fails the launch at its timeout instead of stalling the suite.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 from helpers import torchrun
-from torchrun_worker import evaluation_data, load_example, per_sample_outputs, random_run, stream
+from torchrun_worker import (
+    evaluation_data,
+    global_run,
+    load_example,
+    per_sample_outputs,
+    random_run,
+    stream,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = list(range(40))
@@ -23,10 +31,17 @@ LAUNCH_TIMEOUT = 240
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(LAUNCH_TIMEOUT + 60)]
 
 
+def metrics(run: list[Any]) -> list[list[Any]]:
+    return [[m.update, m.name, m.value] for m in run]
+
+
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
     """Launch 2 ranks once; their results, rank 0 first."""
     out = tmp_path_factory.mktemp("torchrun")
+    ddp = load_example("ddp")  # one process stops a run that the 2 ranks continue
+    one = ddp.run(ddp.RunConfig(micro_batches=2, stop_after=20, checkpoint=out / "one.pt"))
+    (out / "one.json").write_text(json.dumps(metrics(one)))
     worker = ROOT / "tests" / "torchrun_worker.py"
     torchrun(worker, [str(out), ",".join(map(str, SEEDS))], LAUNCH_TIMEOUT)
     return [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
@@ -112,13 +127,44 @@ def test_gather_mismatch_fails_on_every_rank(
     assert message in errors[0]
 
 
-def test_ddp_example_equals_one_process_and_resumes_exactly(
+def test_ddp_example_equals_one_process_and_resumes_on_another_number_of_processes(
     ranks: list[dict[str, Any]],
 ) -> None:
     ddp = load_example("ddp")
-    single = [[m.update, m.name, m.value] for m in ddp.run(ddp.RunConfig(micro_batches=2))]
-    names = {name for _, name, _ in single}
-    assert names == {"train", "validation", "test"}
+    single = ddp.RunConfig(micro_batches=2)
+    uninterrupted = metrics(ddp.run(single))
+    assert {name for _, name, _ in uninterrupted} == {"train", "validation", "test"}
+    out = Path(ranks[0]["out"])
+    one = json.loads((out / "one.json").read_text())  # stopped by 1 process after batch 20
     for rank in ranks:
-        assert rank["example"]["full"] == single
-        assert rank["example"]["resumed"] == single
+        example = rank["example"]
+        assert example["full"] == uninterrupted
+        assert one + example["from_one"] == uninterrupted  # 1 -> 2 processes
+    rest = metrics(ddp.run(replace(single, resume=True, checkpoint=out / "two.pt")))
+    assert ranks[0]["example"]["stopped"] + rest == uninterrupted  # 2 -> 1 process
+
+
+def test_global_runs_split_every_batch_over_the_ranks(ranks: list[dict[str, Any]]) -> None:
+    for seed, run0, run1 in zip(
+        SEEDS, ranks[0]["global_schedules"], ranks[1]["global_schedules"], strict=True
+    ):
+        assert batches(run0) == stream(global_run(seed, 2, 0))
+        assert batches(run1) == stream(global_run(seed, 2, 1))
+        for (_, whole), (_, part0), (_, part1) in zip(
+            stream(global_run(seed, 1, 0)), run0, run1, strict=True
+        ):
+            assert part0 and part1  # no empty batch on any rank
+            if len(whole) > 1:
+                assert sorted(part0 + part1) == sorted(whole) and not set(part0) & set(part1)
+            else:
+                assert part0 == part1 == whole  # a one-sample pass batch, padded
+
+
+@pytest.mark.parametrize("size", [7, 13])
+def test_globally_split_evaluation_equals_one_process(
+    ranks: list[dict[str, Any]], size: int
+) -> None:
+    data = evaluation_data(size)
+    want = torch.cat([per_sample_outputs(data[i : i + 4]) for i in range(0, size, 4)]).tolist()
+    assert ranks[0]["global_gathered"][str(size)] == want
+    assert ranks[1]["global_gathered"][str(size)] == want

@@ -65,6 +65,64 @@ def random_run(seed: int, world: int | None, rank: int | None, start_update: int
     return InterleavedSampler(main, config, callback_samplers=callbacks)
 
 
+def global_run(seed: int, world: int, rank: int) -> InterleavedSampler:
+    """A random run over global samplers, split over ``world`` ranks by the library; batch
+    sizes are multiples of 2 (short batches of every kind remain)."""
+    rng = random.Random(seed)
+
+    def sampler(length: int) -> Any:
+        if rng.random() < 0.5:
+            return SeededRandomSampler(range(length), seed)
+        return SequentialSampler(range(length))
+
+    main = sampler(rng.randint(8, 40))
+    stop = rng.choice([{"max_updates": rng.randint(1, 25)}, {"max_epochs": rng.randint(1, 4)}])
+    callbacks = [
+        SamplerIntervalConfig(
+            sampler(rng.randint(1, 15)),
+            batch_size=2 * rng.randint(1, 3),
+            every_n_updates=rng.randint(1, 4),
+        )
+        for _ in range(rng.randint(0, 3))
+    ]
+    config = InterleavedSamplerConfig(batch_size=2 * rng.randint(1, 4), **stop)
+    return InterleavedSampler(
+        main, config, callback_samplers=callbacks, num_replicas=world, rank=rank
+    )
+
+
+def global_schedules(seeds: list[int]) -> list[Stream]:
+    """Each global run's stream on this rank (the schedule checked across the ranks)."""
+    results = []
+    for seed in seeds:
+        sampler = global_run(seed, dist.get_world_size(), dist.get_rank())
+        check_same_schedule(sampler)
+        results.append(stream(sampler))
+    return results
+
+
+def global_evaluations() -> dict[str, Any]:
+    """Passes over sets of 7 and 13 samples (batches of 4) split by the library over the
+    ranks, the per-sample outputs gathered by index."""
+    results: dict[str, Any] = {}
+    for size in (7, 13):
+        data = evaluation_data(size)
+        sampler = InterleavedSampler(
+            SequentialSampler(range(4)),
+            InterleavedSamplerConfig(batch_size=2, max_epochs=0),  # evaluation only
+            callback_samplers=[
+                SamplerIntervalConfig(SequentialSampler(data), every_n_epochs=1, batch_size=4)
+            ],
+            num_replicas=dist.get_world_size(),
+            rank=dist.get_rank(),
+        )
+        batches = [b.indices for b in sampler.get_data_loader(tagged=True)]
+        outputs = torch.cat([per_sample_outputs(data[indices]) for indices in batches])
+        indices = [i for batch in batches for i in batch]
+        results[str(size)] = gather_by_index(outputs, indices).tolist()
+    return results
+
+
 def stream(sampler: InterleavedSampler) -> Stream:
     return [(batch.source_index, list(batch)) for batch in sampler.batch_sampler]
 
@@ -164,15 +222,17 @@ def uneven_gathers(rank: int) -> dict[str, Any]:
 
 
 def example_runs(out: Path) -> dict[str, Any]:
-    """examples/ddp.py: an uninterrupted run, and the same run stopped and resumed."""
+    """examples/ddp.py on this group: an uninterrupted run, a run stopped inside an
+    evaluation pass (its checkpoint is resumed in one process by the test), and the rest of
+    a run that one process stopped (``out/one.pt``, written by the test)."""
     ddp = load_example("ddp")
-    checkpoint = out / "checkpoint.pt"
     full = ddp.run(ddp.RunConfig())
-    first = ddp.run(ddp.RunConfig(max_updates=12, checkpoint=checkpoint))
-    rest = ddp.run(ddp.RunConfig(start_update=12, checkpoint=checkpoint, workers=1))
+    stopped = ddp.run(ddp.RunConfig(stop_after=7, checkpoint=out / "two.pt"))
+    from_one = ddp.run(ddp.RunConfig(resume=True, checkpoint=out / "one.pt", workers=1))
     return {
         "full": [[m.update, m.name, m.value] for m in full],
-        "resumed": [[m.update, m.name, m.value] for m in first + rest],
+        "stopped": [[m.update, m.name, m.value] for m in stopped],
+        "from_one": [[m.update, m.name, m.value] for m in from_one],
     }
 
 
@@ -194,7 +254,10 @@ def main() -> None:
     try:
         results = {
             "world": dist.get_world_size(),
+            "out": str(out),
             "schedules": schedules(seeds),
+            "global_schedules": global_schedules(seeds),
+            "global_gathered": global_evaluations(),
             "inconsistent": inconsistent_runs(rank),
             "gathered": gathered_evaluations(),
             "uneven": uneven_gathers(rank),

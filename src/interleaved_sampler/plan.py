@@ -26,6 +26,7 @@ from interleaved_sampler.config import (
 )
 from interleaved_sampler.extras import require
 from interleaved_sampler.schedule import Schedule
+from interleaved_sampler.sharding import check_sharding
 from interleaved_sampler.timeline import plot_timeline, segments
 
 CALLBACK_KEYS = ("name", "length", *INTERVAL_FIELDS, "batch_size", "cache")
@@ -38,6 +39,7 @@ FLAG_FIELDS = (
     *START_FIELDS,
     "evaluation",
     "callbacks",
+    "num_replicas",
 )
 
 
@@ -61,6 +63,7 @@ class RunPlan:
     length: int
     config: InterleavedSamplerConfig
     callbacks: tuple[SamplerIntervalConfig, ...]
+    num_replicas: int = 1
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunPlan:
@@ -72,12 +75,13 @@ class RunPlan:
         """
         fields = dict(data)
         length = _length(fields.pop("length", None), "length", minimum=0)
+        replicas = _length(fields.pop("num_replicas", 1), "num_replicas", minimum=1)
         callbacks = []
         for i, entry in enumerate(fields.pop("callbacks", None) or []):
             spec = dict(entry)
             size = _length(spec.pop("length", None), f"callbacks[{i}].length", minimum=1)
             callbacks.append(SamplerIntervalConfig(sampler=range(size), **spec))
-        return cls(length, InterleavedSamplerConfig(**fields), tuple(callbacks))
+        return cls(length, InterleavedSamplerConfig(**fields), tuple(callbacks), replicas)
 
     @property
     def names(self) -> list[str]:
@@ -85,9 +89,23 @@ class RunPlan:
         return source_names([c.name for c in self.callbacks])
 
     def schedule(self) -> Schedule:
-        """The run's schedule, as :class:`~interleaved_sampler.InterleavedSampler` makes it."""
+        """The run's schedule, as :class:`~interleaved_sampler.InterleavedSampler` makes it.
+
+        Raises:
+            ValueError: the run is invalid, or cannot be split over ``num_replicas`` ranks.
+        """
         callbacks = [(c, len(c.sampler)) for c in self.callbacks]
-        return Schedule.for_configs(self.config, self.length, callbacks)
+        schedule = Schedule.for_configs(self.config, self.length, callbacks)
+        if self.num_replicas > 1:
+            own = [c.batch_size is not None for c in self.callbacks]
+            check_sharding(schedule, self.names, own, self.num_replicas)
+        return schedule
+
+    def per_rank(self, batch_size: int) -> str:
+        """A global batch size, with what each rank loads of it when the run is split."""
+        if self.num_replicas == 1:
+            return str(batch_size)
+        return f"{batch_size} ({-(-batch_size // self.num_replicas)}/rank)"
 
 
 def _length(value: Any, field: str, minimum: int) -> int:
@@ -107,10 +125,16 @@ def describe(plan: RunPlan, max_firings: int) -> str:
 def _summary(plan: RunPlan, schedule: Schedule) -> list[str]:
     structure, names = schedule.structure, plan.names
     lines = [
-        f"main: {structure.sampler_len} indices per epoch, batch_size {structure.batch_size}, "
-        f"drop_last {structure.drop_last}: {structure.updates_per_epoch} updates of "
-        f"{structure.samples_per_epoch} samples per epoch"
+        f"main: {structure.sampler_len} indices per epoch, batch_size "
+        f"{plan.per_rank(structure.batch_size)}, drop_last {structure.drop_last}: "
+        f"{structure.updates_per_epoch} updates of {structure.samples_per_epoch} samples per "
+        "epoch"
     ]
+    if plan.num_replicas > 1:
+        lines.append(
+            f"split over {plan.num_replicas} ranks: every count below is the global run's; each "
+            "rank loads its part of every batch"
+        )
     if schedule.evaluation:
         lines.append("evaluation run: one pass over each callback, no training")
     else:
@@ -130,7 +154,7 @@ def _summary(plan: RunPlan, schedule: Schedule) -> list[str]:
         row: tuple[str, ...] = (
             names[i + 1],
             str(callback.pass_len),
-            str(callback.batch_size),
+            plan.per_rank(callback.batch_size),
             str(callback.batches_per_pass),
             when,
             str(passes),
@@ -254,6 +278,7 @@ They come from a YAML or JSON file (--config), from flags, or both (flags win). 
     batch_size: 64
     drop_last: false
     max_epochs: 4
+    num_replicas: 2       # optional: ranks the global run is split over (default 1)
     callbacks:
       - {name: validation, length: 300, every_n_updates: 25, batch_size: 100}
       - {name: test, length: 500, every_n_epochs: 2, batch_size: 128}
@@ -279,6 +304,11 @@ def add_parser(subparsers: Any) -> None:
     for field in (*STOP_FIELDS, *START_FIELDS):
         parser.add_argument("--" + field.replace("_", "-"), type=int, dest=field)
     parser.add_argument("--evaluation", action="store_true", default=None)
+    parser.add_argument(
+        "--num-replicas",
+        type=int,
+        help="ranks the global run is split over (batch sizes are global)",
+    )
     parser.add_argument(
         "--callback",
         type=parse_callback,

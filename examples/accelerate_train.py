@@ -5,14 +5,18 @@
     python examples/accelerate_train.py --stop-at 13 --state s/   # save_state after 13 updates
     python examples/accelerate_train.py --resume s/                # load_state and continue
 
-The recipe: ``accelerator.prepare(model, optimizer, scheduler)``, but NOT the loader.
+The recipe: ``accelerator.prepare(model, optimizer)``, but NOT the loader (nor the LR
+scheduler, see ``run``).
 Accelerate would re-shard the loader's batches over the processes round-robin, so the
-ranks would see different sources at the same step; the interleaved sampler shards itself
-instead, through per-rank samplers (``num_replicas=accelerator.num_processes``,
-``rank=accelerator.process_index``), and every rank gets the same schedule. Batches are
-moved with ``batch.to(accelerator.device)``. For checkpoints the loader is registered with
-``accelerator.register_for_checkpointing``: ``save_state`` stores its position with the
-model and optimizer, ``load_state`` restores it, and the loader yields exactly the rest.
+ranks would see different sources at the same step; the interleaved sampler splits the run
+itself instead: its samplers are global and ``InterleavedSampler(...,
+num_replicas=accelerator.num_processes, rank=accelerator.process_index)`` gives every rank
+its part of every global batch (``--batch-size`` is the global batch size), on one global
+schedule. Batches are moved with ``batch.to(accelerator.device)``. For checkpoints the
+loader is registered with ``accelerator.register_for_checkpointing``: ``save_state`` stores
+its position (the global run's, the same on every rank) with the model and optimizer,
+``load_state`` restores it, and the loader yields exactly the rest, also on another number
+of processes.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
-from torch.utils.data import DataLoader, DistributedSampler, SequentialSampler, TensorDataset
+from torch.utils.data import DataLoader, SequentialSampler, TensorDataset
 
 from interleaved_sampler import (
     InterleavedSampler,
@@ -42,7 +46,7 @@ class RunConfig:
 
     Args:
         epochs: epochs of the training set.
-        batch_size: training samples per process and update.
+        batch_size: training samples per update, over all processes.
         val_every: a validation pass every this many updates.
         workers: DataLoader worker processes per process.
         stop_at: ``save_state`` to ``state`` after this many updates and stop.
@@ -77,19 +81,18 @@ def regression(size: int, seed: int) -> TensorDataset:
 
 
 def make_loader(config: RunConfig, world: int, rank: int) -> DataLoader[Any]:
-    """96 training samples and a validation set of 20, sharded over ``world`` processes."""
+    """96 training samples and a validation set of 20; this process's part of the run."""
     train, val = regression(96, 0), regression(20, 1)
-    val_sampler = (
-        DistributedSampler(val, world, rank, shuffle=False) if world > 1 else SequentialSampler(val)
-    )
     sampler = InterleavedSampler(
-        SeededRandomSampler(train, seed=0, num_replicas=world, rank=rank, drop_last=True),
+        SeededRandomSampler(train, seed=0),
         InterleavedSamplerConfig(batch_size=config.batch_size, max_epochs=config.epochs),
         callback_samplers=[
             SamplerIntervalConfig(
-                val_sampler, every_n_updates=config.val_every, batch_size=6, name="val"
+                SequentialSampler(val), every_n_updates=config.val_every, batch_size=6, name="val"
             )
         ],
+        num_replicas=world,
+        rank=rank,
     )
     return sampler.get_data_loader(num_workers=config.workers, tagged=True)
 
@@ -99,11 +102,14 @@ def run(config: RunConfig, accelerator: Accelerator) -> Outcome:
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    # Not prepared: a prepared scheduler steps once per process at every step (Accelerate
+    # assumes per-process batches unless split_batches=True); one update of the global
+    # batch is one step.
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=4, gamma=0.8)
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     loader = make_loader(config, accelerator.num_processes, accelerator.process_index)
     if config.stop_at is not None or config.resume is not None:
-        accelerator.register_for_checkpointing(loader)
+        accelerator.register_for_checkpointing(loader, scheduler)
     outcome = Outcome()
     if config.resume is not None:
         accelerator.load_state(str(config.resume))

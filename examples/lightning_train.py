@@ -10,9 +10,11 @@ The model is an :class:`~interleaved_sampler.integrations.lightning.InterleavedL
 updates), ``evaluation_step`` the batches of the validation passes, ``evaluation_end`` the
 end of each pass (its metric is gathered from all ranks by dataset index and logged as
 ``val/mse``). The data module builds the loader in ``train_dataloader``, where Lightning
-knows the world size and rank, with samplers sharded over the ranks. ``--resume`` hands
-the checkpoint to ``trainer.fit(..., ckpt_path=...)``: Lightning restores the loader's
-position with the model, so the continuation sees exactly the rest of the batches.
+knows the world size and rank: global samplers, and ``InterleavedSampler(...,
+num_replicas=world_size, rank=rank)`` gives each rank its part of every global batch.
+``--resume`` hands the checkpoint to ``trainer.fit(..., ckpt_path=...)``: Lightning
+restores the loader's position (the global run's) with the model, so the continuation sees
+exactly the rest of the batches, also on another number of processes.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, DistributedSampler, SequentialSampler, TensorDataset
+from torch.utils.data import DataLoader, SequentialSampler, TensorDataset
 
 from interleaved_sampler import (
     InterleavedBatch,
@@ -47,7 +49,7 @@ class RunConfig:
 
     Args:
         epochs: epochs of the training set.
-        batch_size: training samples per rank and update.
+        batch_size: training samples per update, over all ranks.
         val_every: a validation pass every this many updates.
         workers: DataLoader worker processes per rank.
         devices: processes (``strategy="ddp"`` when more than one).
@@ -73,19 +75,18 @@ def regression(size: int, seed: int) -> TensorDataset:
 
 
 def make_loader(config: RunConfig, world: int, rank: int) -> DataLoader[Any]:
-    """96 training samples and a validation set of 20, sharded over ``world`` processes."""
+    """96 training samples and a validation set of 20; this process's part of the run."""
     train, val = regression(96, 0), regression(20, 1)
-    val_sampler = (
-        DistributedSampler(val, world, rank, shuffle=False) if world > 1 else SequentialSampler(val)
-    )
     sampler = InterleavedSampler(
-        SeededRandomSampler(train, seed=0, num_replicas=world, rank=rank, drop_last=True),
+        SeededRandomSampler(train, seed=0),
         InterleavedSamplerConfig(batch_size=config.batch_size, max_epochs=config.epochs),
         callback_samplers=[
             SamplerIntervalConfig(
-                val_sampler, every_n_updates=config.val_every, batch_size=6, name="val"
+                SequentialSampler(val), every_n_updates=config.val_every, batch_size=6, name="val"
             )
         ],
+        num_replicas=world,
+        rank=rank,
     )
     return sampler.get_data_loader(num_workers=config.workers, tagged=True)
 

@@ -45,7 +45,7 @@ def main() -> None:
     out = Path(sys.argv[1])
     accelerator = Accelerator(cpu=True)
     rank = accelerator.process_index
-    results: dict[str, Any] = {"world": accelerator.num_processes}
+    results: dict[str, Any] = {"world": accelerator.num_processes, "out": str(out)}
     results["full"] = outcome(example.run(example.RunConfig(), accelerator))
     state = out / "state"
     # a new Accelerator per run, as in a new process: one registers its objects for good

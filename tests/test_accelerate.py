@@ -62,7 +62,7 @@ def test_two_processes_follow_one_schedule_on_their_shards(ranks: list[dict[str,
     assert [r["world"] for r in ranks] == [2, 2]
     for rank, record in enumerate(ranks):
         assert record["full"]["seen"] == expected(2, rank)
-        assert record["full"]["updates"] == 12
+        assert record["full"]["updates"] == 24  # the global run's: 96 / 8 x 2 epochs
     assert ranks[0]["full"]["results"] == ranks[1]["full"]["results"]
     assert ranks[0]["full"]["weights"] == ranks[1]["full"]["weights"]
 
@@ -74,6 +74,27 @@ def test_two_processes_resume_exactly(ranks: list[dict[str, Any]]) -> None:
         stopped, resumed, full = record["stopped"], record["resumed"], record["full"]
         assert stopped["seen"] + resumed["seen"] == full["seen"]
         assert resumed["weights"] == full["weights"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_state_saved_by_two_processes_resumes_in_one(ranks: list[dict[str, Any]]) -> None:
+    """save_state after update 7 on 2 processes, load_state on 1: the rest of the global run,
+    whose batches are the unions of the 2 ranks' parts."""
+    one = example.run(TINY, Accelerator(cpu=True))
+    resume = example.RunConfig(resume=Path(ranks[0]["out"]) / "state")
+    rest = example.run(resume, Accelerator(cpu=True))
+    stopped = [as_lists(r["stopped"]["seen"]) for r in ranks]
+    done = len(stopped[0])
+    assert len(stopped[1]) == done == 7 + 4  # 7 updates and the 4 batches of a val pass
+    for mine, part0, part1 in zip(as_lists(one.seen), *stopped, strict=False):
+        assert mine[:2] == part0[:2] == part1[:2]
+        assert sorted(mine[2]) == sorted(part0[2] + part1[2])
+    assert as_lists(rest.seen) == as_lists(one.seen)[done:]
+    assert rest.updates == one.updates == 24
+    assert rest.results[-1][0] == one.results[-1][0] == 20
+    for name, value in one.weights.items():  # DDP's averaged gradients round differently
+        torch.testing.assert_close(rest.weights[name], value, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.slow

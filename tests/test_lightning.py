@@ -112,7 +112,7 @@ def test_ddp_ranks_follow_one_schedule_on_their_shards(tmp_path: Path) -> None:
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     for rank, record in enumerate(ranks):
         assert as_tuples(record["seen"]) == expected(2, rank)
-        assert record["global_step"] == 12  # 48 samples per rank and epoch, batch 8, 2 epochs
+        assert record["global_step"] == 24  # the global run: 96 / 8 x 2 epochs
     assert ranks[0]["results"] == ranks[1]["results"]  # gathered: the same on both ranks
-    assert [update for update, _ in ranks[0]["results"]] == [5, 10]
+    assert [update for update, _ in ranks[0]["results"]] == [5, 10, 15, 20]
     assert ranks[0]["weights"] == ranks[1]["weights"]

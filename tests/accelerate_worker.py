@@ -14,6 +14,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+import torch
 from accelerate import Accelerator, DataLoaderConfiguration
 from torchrun_worker import load_example
 
@@ -56,9 +57,13 @@ def main() -> None:
         "default": prepared_loader(),
         "even_batches=False": prepared_loader(even_batches=False),
         "split_batches": prepared_loader(split_batches=True),
-        "dispatch_batches": prepared_loader(dispatch_batches=True),
     }
+    # Rank 0 loads and dispatches; its error comes before any collective, and a rank 1
+    # probing too would wait for rank 0's batches forever.
+    if rank == 0:
+        results["prepare"]["dispatch_batches"] = prepared_loader(dispatch_batches=True)
     (out / f"rank{rank}.json").write_text(json.dumps(results))
+    torch.distributed.barrier()  # no rank tears the group down while another still uses it
     accelerator.end_training()
 
 

@@ -24,7 +24,7 @@ from faulty import (
 )
 from helpers import batches, seq
 from pydantic import ValidationError
-from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, SequentialSampler
 
 from interleaved_sampler import (
     InterleavedSampler,
@@ -468,13 +468,42 @@ def test_e29_a_tagged_loader_whose_batches_lost_their_tags() -> None:
     )
     with pytest.raises(ValueError) as error:
         next(iter(rebatched))
-    assert_names(error, "a tagged loader got a batch without its tag", "per-rank samplers")
+    assert_names(error, "a tagged loader got a batch without its tag", "num_replicas=, rank=")
 
 
 def test_e30_a_framework_reading_batch_size_to_rebatch() -> None:
     with pytest.raises(TypeError) as error:
         _ = InterleavedSampler(seq(4), config()).batch_sampler.batch_size
     assert_names(error, "no single batch_size", "use_distributed_sampler=False", "prepare(model")
+
+
+def test_e31_a_run_that_cannot_be_split_over_the_ranks() -> None:
+    with pytest.raises(ValueError) as error:
+        InterleavedSampler(seq(12), config(batch_size=6, max_epochs=1), num_replicas=4)
+    assert_names(
+        error, "batch_size=6 must be a multiple of num_replicas=4", "valid num_replicas", "1, 2"
+    )
+    short = config(batch_size=4, drop_last=False, max_epochs=1)  # 13 = 3 x 4 + 1
+    with pytest.raises(ValueError) as error:
+        InterleavedSampler(seq(13), short, num_replicas=2)
+    assert_names(error, "batch_size=1 must be at least num_replicas=2", "last training batch")
+
+
+def test_e32_a_sampler_that_shards_itself_in_a_global_run() -> None:
+    sharded = DistributedSampler(range(8), num_replicas=2, rank=0)
+    with pytest.raises(ValueError) as error:
+        InterleavedSampler(sharded, config(batch_size=2), num_replicas=2)
+    assert_names(error, "every sampler must be global", "num_replicas=2, rank=0")
+
+
+@pytest.mark.parametrize(
+    ("arguments", "fragment"),
+    [({"num_replicas": 0}, "num_replicas must be >= 1"), ({"rank": 1}, "rank must be in [0, ")],
+)
+def test_e33_num_replicas_and_rank(arguments: dict[str, int], fragment: str) -> None:
+    with pytest.raises(ValueError) as error:
+        InterleavedSampler(seq(8), config(), **arguments)
+    assert_names(error, fragment, "got")
 
 
 # --- load_state_dict -------------------------------------------------------------------------
@@ -492,6 +521,10 @@ def test_e27_a_state_of_another_schedule_or_version() -> None:
     with pytest.raises(ValueError) as error:
         other.load_state_dict({"epoch": 3})  # type: ignore[dict-item]
     assert_names(error, "needs a state from state_dict()", "got {'epoch': 3} (dict)")
+    per_rank = InterleavedSampler(DistributedSampler(range(16), 2, 0), config()).get_data_loader()
+    with pytest.raises(ValueError) as error:
+        per_rank.load_state_dict(state)
+    assert_names(error, "per_rank_sampler_replicas", "resumes on the same number of processes")
 
 
 def test_e28_a_state_inside_a_pass_over_a_shuffling_callback() -> None:

@@ -109,7 +109,8 @@ def test_in_order_false_is_refused_and_true_passes() -> None:
 def test_accelerate_sharding_is_refused_with_the_fix(tagged: bool, split_batches: bool) -> None:
     """What ``prepare(loader)`` does with several processes: wrap the batch sampler."""
     batch_sampler = small_sampler().get_data_loader(tagged=tagged).batch_sampler
-    with pytest.raises(TypeError, match=r"prepare\(model, optimizer\).*per-rank samplers"):
+    fix = r"prepare\(model, optimizer\).*num_replicas=accelerator.num_processes"
+    with pytest.raises(TypeError, match=fix):
         BatchSamplerShard(
             batch_sampler, num_processes=2, process_index=0, split_batches=split_batches
         )

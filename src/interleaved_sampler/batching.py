@@ -36,10 +36,10 @@ def _no_single_batch_size(batch_sampler: object) -> int:
     raise TypeError(
         f"{type(batch_sampler).__name__} has no single batch_size and must not be re-batched or "
         "re-sharded (it yields training batches and whole evaluation passes in schedule order, "
-        "and shards through its per-source samplers). Accelerate: call "
-        "accelerator.prepare(model, optimizer) without the loader and build the loader with "
-        "per-rank samplers (DistributedSampler or SeededRandomSampler(num_replicas=..., "
-        "rank=...)); Lightning: Trainer(use_distributed_sampler=False). "
+        "and splits every global batch over the ranks itself). Accelerate: call "
+        "accelerator.prepare(model, optimizer) without the loader and build the sampler with "
+        "InterleavedSampler(..., num_replicas=accelerator.num_processes, "
+        "rank=accelerator.process_index); Lightning: Trainer(use_distributed_sampler=False). "
         "See docs/frameworks.md"
     )
 

@@ -197,9 +197,8 @@ class InterleavedCollator:
                 "a tagged loader got a batch without its tag: something between the batch "
                 "sampler and the workers re-batched the loader's batches into plain lists "
                 "(e.g. a framework that shards or re-batches the DataLoader); iterate the "
-                "loader that get_data_loader(tagged=True) returns as it is, and shard with "
-                "per-rank samplers (DistributedSampler or SeededRandomSampler(num_replicas=, "
-                "rank=)) instead"
+                "loader that get_data_loader(tagged=True) returns as it is, and split the run "
+                "over the ranks with InterleavedSampler(..., num_replicas=, rank=) instead"
             )
         return InterleavedBatch.create(data, batch.tag, batch.indices)
 

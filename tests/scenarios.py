@@ -73,10 +73,16 @@ class SamplerSpec:
 @dataclass(frozen=True)
 class CallbackSpec:
     sampler: SamplerSpec
-    interval: str  # "every_n_epochs" | "every_n_updates" | "every_n_samples"
-    n: int
+    interval: str  # "every_n_epochs" | "every_n_updates" | "every_n_samples" | "at_updates"
+    n: int  # at_updates: a seed of the updates
     batch_size: int | None
     cache: bool = False
+
+    def due(self) -> dict[str, Any]:
+        """The callback's due field and value; ``at_updates``: a few updates drawn from n."""
+        if self.interval != "at_updates":
+            return {self.interval: self.n}
+        return {self.interval: tuple(sorted(random.Random(self.n).sample(range(1, 40), 4)))}
 
 
 @dataclass(frozen=True)
@@ -112,7 +118,7 @@ class Scenario:
                     c.sampler.build(dataset),
                     batch_size=c.batch_size,
                     cache=c.cache,
-                    **{c.interval: c.n},
+                    **c.due(),
                 )
                 for c, dataset in zip(self.callbacks, datasets, strict=True)
             ],
@@ -126,7 +132,7 @@ class Scenario:
             offsets.append(offset)
             offset += c.sampler.length
         callbacks = [
-            ModelCallback(c.sampler.build(), o, batch_size=c.batch_size, **{c.interval: c.n})
+            ModelCallback(c.sampler.build(), o, batch_size=c.batch_size, **c.due())
             for c, o in zip(self.callbacks, offsets, strict=True)
         ]
         config = ModelConfig(
@@ -175,7 +181,9 @@ def sampler_specs(
 def callback_specs(draw: st.DrawFn, cache: bool = False, global_: bool = False) -> CallbackSpec:
     """A callback; with ``cache``, cached or not (a shuffling sampler never is)."""
     sampler = draw(sampler_specs(min_length=3, max_length=12, global_=global_))
-    interval = draw(st.sampled_from(["every_n_epochs", "every_n_updates", "every_n_samples"]))
+    interval = draw(
+        st.sampled_from(["every_n_epochs", "every_n_updates", "every_n_samples", "at_updates"])
+    )
     n = draw(st.integers(1, 25 if interval == "every_n_samples" else 6))
     batch_size = draw(st.integers(1, 6))
     cached = cache and not sampler.shuffle and sampler.kind != "random" and draw(st.booleans())

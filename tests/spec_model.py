@@ -24,6 +24,7 @@ class ModelCallback:
     every_n_updates: int | None = None
     every_n_samples: int | None = None
     batch_size: int | None = None
+    at_updates: tuple[int, ...] | None = None
 
 
 @dataclass
@@ -141,6 +142,8 @@ def model_batches(
                     due = position == len(batches) - 1 and epoch % callback.every_n_epochs == 0
                 elif callback.every_n_updates is not None:
                     due = update % callback.every_n_updates == 0
+                elif callback.at_updates is not None:
+                    due = update in callback.at_updates
                 else:
                     n = callback.every_n_samples
                     assert n is not None

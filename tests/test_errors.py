@@ -477,6 +477,27 @@ def test_e30_a_framework_reading_batch_size_to_rebatch() -> None:
     assert_names(error, "no single batch_size", "use_distributed_sampler=False", "prepare(model")
 
 
+@pytest.mark.parametrize(
+    ("updates", "fragment"),
+    [
+        ([3, 0], "every update must be an integer >= 1, got 0"),
+        ([4, 4], "strictly increasing, got 4 before 4"),
+        ("12", "must be a sequence of update numbers, got '12'"),
+        ([True], "every update must be an integer >= 1, got True"),
+    ],
+)
+def test_e34_at_updates_must_be_increasing_update_numbers(updates: Any, fragment: str) -> None:
+    with pytest.raises(ValidationError) as error:
+        SamplerIntervalConfig(seq(3), at_updates=updates)
+    assert_names(error, "at_updates", fragment)
+
+
+def test_e7_at_updates_with_an_interval_is_two_rules() -> None:
+    with pytest.raises(ValidationError) as error:
+        SamplerIntervalConfig(seq(3), every_n_updates=2, at_updates=[1, 5])
+    assert_names(error, "exactly one of", "at_updates", "'at_updates': '2 updates'")
+
+
 def test_e31_a_run_that_cannot_be_split_over_the_ranks() -> None:
     with pytest.raises(ValueError) as error:
         InterleavedSampler(seq(12), config(batch_size=6, max_epochs=1), num_replicas=4)

@@ -89,7 +89,7 @@ def test_documented_example_matches_the_loaders_batches(
 
 def plan_dict(scenario: Scenario) -> dict[str, Any]:
     callbacks = [
-        {"length": len(c.sampler.build()), c.interval: c.n, "batch_size": c.batch_size}
+        {"length": len(c.sampler.build()), **c.due(), "batch_size": c.batch_size}
         for c in scenario.callbacks
     ]
     return {

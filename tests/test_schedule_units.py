@@ -9,6 +9,8 @@ from hypothesis import strategies as st
 
 from interleaved_sampler import InterleavedSamplerConfig
 from interleaved_sampler.schedule import (
+    NEVER,
+    AtUpdates,
     CallbackPlan,
     EpochStructure,
     EveryNEpochs,
@@ -58,6 +60,23 @@ def due_by_spec(structure: EpochStructure, rule_type: type, n: int, update: int)
         return update % n == 0
     before, after = structure.progress_at(update - 1), structure.progress_at(update)
     return before.sample // n < after.sample // n
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    structures,
+    st.lists(st.integers(1, 300), unique=True).map(sorted),
+    st.integers(0, 400),
+    st.integers(0, 400),
+)
+def test_at_updates_count_and_next_due(
+    structure: EpochStructure, updates: list[int], first: int, span: int
+) -> None:
+    rule = AtUpdates(tuple(updates))
+    last = first + span
+    assert rule.count(structure, first, last) == len([u for u in updates if first < u <= last])
+    later = [u for u in updates if u > first]
+    assert rule.next_due(structure, first) == (later[0] if later else NEVER)
 
 
 @settings(max_examples=200, deadline=None)

@@ -19,6 +19,8 @@ from interleaved_sampler.checks import not_a_sampler
 from interleaved_sampler.protocols import SizedIterable
 
 INTERVAL_FIELDS = ("every_n_epochs", "every_n_updates", "every_n_samples")
+# When a callback runs: one interval, or the updates given explicitly.
+DUE_FIELDS = (*INTERVAL_FIELDS, "at_updates")
 STOP_FIELDS = ("max_epochs", "max_updates", "max_samples")
 START_FIELDS = ("start_epoch", "start_update", "start_sample")
 
@@ -52,7 +54,7 @@ def _check_field_names(data: Any, fields: Collection[str]) -> Any:
     return data
 
 
-def _set_fields(obj: object, names: tuple[str, ...]) -> dict[str, int]:
+def _set_fields(obj: object, names: tuple[str, ...]) -> dict[str, Any]:
     return {name: getattr(obj, name) for name in names if getattr(obj, name) is not None}
 
 
@@ -70,13 +72,15 @@ class SamplerIntervalConfig:
         every_n_updates: run a pass after every n-th update.
         every_n_samples: run a pass whenever the training sample count reaches or crosses a
             multiple of n. Requires ``batch_size``.
+        at_updates: run a pass after each of these updates (increasing, >= 1): evaluation
+            points that no interval expresses, e.g. a training framework's own.
         batch_size: batch size of this pass (``None``: the main batch size in use).
         name: tag of this callback's batches (``None``: ``"callback{i}"``).
         cache: keep the batches of the first pass (of each iteration of the loader) in the
             main process and serve every later pass from memory, without loading; needs a
             sampler that yields the same indices in every pass and deterministic loading.
 
-    Exactly one ``every_n_*`` must be given.
+    Exactly one ``every_n_*`` or ``at_updates`` must be given.
 
     Example:
         >>> from torch.utils.data import SequentialSampler
@@ -93,6 +97,7 @@ class SamplerIntervalConfig:
     batch_size: int | None = None
     name: str | None = None
     cache: bool = False
+    at_updates: tuple[int, ...] | None = None
 
     @field_validator("every_n_epochs", "every_n_updates", "every_n_samples", "batch_size")
     @classmethod
@@ -105,6 +110,25 @@ class SamplerIntervalConfig:
     _counts_are_not_bools = field_validator(*INTERVAL_FIELDS, "batch_size", mode="before")(
         _reject_bool
     )
+
+    @field_validator("at_updates", mode="before")
+    @classmethod
+    def check_updates(cls, v: object) -> object:
+        """Updates after which to run a pass: strictly increasing integers >= 1."""
+        if v is None:
+            return v
+        if isinstance(v, str | bytes) or not isinstance(v, Sequence | range):
+            raise ValueError(f"must be a sequence of update numbers, got {v!r}")
+        values = list(v)
+        for value in values:
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"every update must be an integer >= 1, got {value!r}")
+        for before, after in zip(values, values[1:], strict=False):
+            if after <= before:
+                raise ValueError(
+                    f"updates must be strictly increasing, got {before} before {after}"
+                )
+        return tuple(values)
 
     @model_validator(mode="before")
     @classmethod
@@ -124,10 +148,11 @@ class SamplerIntervalConfig:
     @model_validator(mode="after")
     def validate_frequency(self) -> SamplerIntervalConfig:
         """Exactly one ``every_n_*``; ``batch_size`` is required with ``every_n_samples``."""
-        given = _set_fields(self, INTERVAL_FIELDS)
+        given = _set_fields(self, DUE_FIELDS)
         if len(given) != 1:
+            shown = {k: v if k != "at_updates" else f"{len(v)} updates" for k, v in given.items()}
             raise ValueError(
-                f"exactly one of {', '.join(INTERVAL_FIELDS)} must be set, got {given or 'none'}"
+                f"exactly one of {', '.join(DUE_FIELDS)} must be set, got {shown or 'none'}"
             )
         if self.every_n_samples is not None and self.batch_size is None:
             raise ValueError(

@@ -150,7 +150,7 @@ def _summary(plan: RunPlan, schedule: Schedule) -> list[str]:
     served = served_batches = 0
     for i, (callback, cfg) in enumerate(zip(schedule.callbacks, plan.callbacks, strict=True)):
         passes = schedule.passes(i)
-        when = f"{callback.rule.field} = {callback.rule.n}"
+        when = f"{callback.rule.field} = {callback.rule.setting}"
         row: tuple[str, ...] = (
             names[i + 1],
             str(callback.pass_len),

@@ -9,6 +9,8 @@ a sampler or a dataset.
 
 from __future__ import annotations
 
+import bisect
+import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
@@ -93,13 +95,14 @@ class DueRule(Protocol):
     """When a callback is due: after which updates it runs a pass."""
 
     @property
-    def n(self) -> int:
-        """The interval length (epochs, updates or samples)."""
+    def field(self) -> str:
+        """The configuration field of the rule (``every_n_epochs``, ...)."""
         ...
 
     @property
-    def field(self) -> str:
-        """The configuration field of the rule (``every_n_epochs``, ...)."""
+    def setting(self) -> int | str:
+        """The rule's value as plain data, short whatever the run's length: the interval
+        (epochs, updates or samples), or a digest of the updates given."""
         ...
 
     def next_due(self, structure: EpochStructure, update: int) -> int:
@@ -117,6 +120,10 @@ class EveryNEpochs:
 
     n: int
     field: ClassVar[str] = "every_n_epochs"
+
+    @property
+    def setting(self) -> int:
+        return self.n
 
     def _period(self, structure: EpochStructure) -> int:
         return self.n * structure.updates_per_epoch
@@ -137,6 +144,10 @@ class EveryNUpdates:
     n: int
     field: ClassVar[str] = "every_n_updates"
 
+    @property
+    def setting(self) -> int:
+        return self.n
+
     def next_due(self, structure: EpochStructure, update: int) -> int:
         return (update // self.n + 1) * self.n
 
@@ -150,6 +161,10 @@ class EveryNSamples:
 
     n: int
     field: ClassVar[str] = "every_n_samples"
+
+    @property
+    def setting(self) -> int:
+        return self.n
 
     def next_due(self, structure: EpochStructure, update: int) -> int:
         # The update that reaches or crosses the next multiple of n.
@@ -185,6 +200,42 @@ class EveryNSamples:
         return full_due + short_due
 
 
+@dataclass(frozen=True)
+class AtUpdates:
+    """Due after each of the given updates: evaluation points that are not periodic in updates
+    (a framework's own, e.g. the ends of epochs whose length is not a multiple of an
+    interval). ``next_due`` and ``count`` are bisections.
+
+    Args:
+        updates: the update numbers (>= 1), strictly increasing.
+
+    Example:
+        >>> structure = EpochStructure.create(sampler_len=10, batch_size=2, drop_last=True)
+        >>> rule = AtUpdates((3, 5, 8))
+        >>> rule.next_due(structure, 3), rule.count(structure, 0, 5)
+        (5, 2)
+    """
+
+    updates: tuple[int, ...]
+    field: ClassVar[str] = "at_updates"
+
+    @property
+    def setting(self) -> str:
+        digest = hashlib.sha256(repr(self.updates).encode()).hexdigest()[:16]
+        return f"{len(self.updates)} updates, sha256 {digest}"
+
+    def next_due(self, structure: EpochStructure, update: int) -> int:
+        after = bisect.bisect_right(self.updates, update)
+        return self.updates[after] if after < len(self.updates) else NEVER
+
+    def count(self, structure: EpochStructure, first: int, last: int) -> int:
+        return bisect.bisect_right(self.updates, last) - bisect.bisect_right(self.updates, first)
+
+
+# The next due update of a rule that is never due again: after any run's end.
+NEVER = 2**63
+
+
 def floor_sum(count: int, divisor: int, slope: int, offset: int) -> int:
     """``sum(floor((slope*i + offset) / divisor) for i in range(count))`` in O(log) steps.
 
@@ -211,6 +262,8 @@ def due_rule(callback: SamplerIntervalConfig) -> DueRule:
         return EveryNEpochs(callback.every_n_epochs)
     if callback.every_n_updates is not None:
         return EveryNUpdates(callback.every_n_updates)
+    if callback.at_updates is not None:
+        return AtUpdates(tuple(callback.at_updates))
     assert callback.every_n_samples is not None
     return EveryNSamples(callback.every_n_samples)
 
@@ -438,7 +491,7 @@ class Schedule:
             "callbacks": [
                 {
                     "name": name,
-                    callback.rule.field: callback.rule.n,
+                    callback.rule.field: callback.rule.setting,
                     "pass_len": callback.pass_len,
                     "batch_size": callback.batch_size,
                 }

@@ -8,6 +8,7 @@ the value and what would be valid.
 from __future__ import annotations
 
 import difflib
+import itertools
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
@@ -123,7 +124,7 @@ class SamplerIntervalConfig:
         for value in values:
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"every update must be an integer >= 1, got {value!r}")
-        for before, after in zip(values, values[1:], strict=False):
+        for before, after in itertools.pairwise(values):
             if after <= before:
                 raise ValueError(
                     f"updates must be strictly increasing, got {before} before {after}"

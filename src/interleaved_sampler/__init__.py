@@ -7,12 +7,15 @@ from interleaved_sampler.protocols import SizedIterable
 from interleaved_sampler.sampler import InterleavedSampler, SamplerOutput
 from interleaved_sampler.samplers import SeededRandomSampler
 from interleaved_sampler.schedule import TrainingProgress
+from interleaved_sampler.split import InterleavedLoaders, OutOfTurnError
 
 __all__ = [
     "InterleavedBatch",
     "InterleavedDataLoader",
+    "InterleavedLoaders",
     "InterleavedSampler",
     "InterleavedSamplerConfig",
+    "OutOfTurnError",
     "SamplerIntervalConfig",
     "SamplerOutput",
     "SeededRandomSampler",

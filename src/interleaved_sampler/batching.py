@@ -18,6 +18,7 @@ from interleaved_sampler.samplers import (
     strided_order,
 )
 from interleaved_sampler.schedule import (
+    NOTHING_DONE,
     BatchTag,
     CallbackPass,
     Position,
@@ -299,6 +300,11 @@ class InterleavedBatchSampler(Sampler[list[int]]):
                     "use SequentialSampler or DistributedSampler (or a sampler with "
                     "repeats_epoch_order = True), or resume at a pass boundary"
                 )
+
+    def one_pass(self, callback: int) -> Iterator[IndexBatch]:
+        """The batches of one whole pass over callback ``callback``, outside the run (its
+        tags, if tagged, say no training work is done)."""
+        return self._callback_pass(CallbackPass(callback, NOTHING_DONE))
 
     def _callback_pass(self, step: CallbackPass) -> Iterator[IndexBatch]:
         source = self.sources[step.callback + 1]

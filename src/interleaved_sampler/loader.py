@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -50,16 +51,27 @@ class InterleavedDataLoader(DataLoader[Any]):
         super().__init__(*args, **kwargs)
         self._consumed = 0
         self._cache: PassCache | None = None
+        self._iteration: weakref.ref[Iterator[Any]] | None = None
 
     def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
         # Read before the workers start: prefetching starts the batch sampler's iteration.
         self._consumed = self.batch_sampler.resume_position
         batches: Iterator[Any] = super().__iter__()
+        self._iteration = weakref.ref(batches)  # weak: dropping the loop's iterator frees it
         sampler = self.batch_sampler
         if isinstance(sampler, CachingBatchSampler):
             self._cache = PassCache([plan.batches_per_pass for plan in sampler.schedule.callbacks])
             batches = self._cache.interleave(batches, sampler.passes)
         return self._count_consumed(batches)
+
+    def shutdown_workers(self) -> None:
+        """Shut the workers of the current iteration down now, as dropping its iterator does
+        (its prefetched batches are dropped); the next ``iter()`` starts new ones. Nothing
+        happens without workers or a live iteration."""
+        iteration = self._iteration() if self._iteration is not None else None
+        shutdown = getattr(iteration, "_shutdown_workers", None)
+        if shutdown is not None:
+            shutdown()
 
     @property
     def cache_bytes(self) -> int:

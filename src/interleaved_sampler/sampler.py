@@ -31,6 +31,7 @@ from interleaved_sampler.schedule import (
     start_progress,
 )
 from interleaved_sampler.sharding import Sharding, check_sharding
+from interleaved_sampler.split import InterleavedLoaders
 
 # DataLoader arguments that the interleaved sampler owns.
 _OWNED_LOADER_ARGS = frozenset(
@@ -207,6 +208,29 @@ class InterleavedSampler:
         )
         check_picklable(loader, self._sent_to_workers(loader))
         return loader
+
+    def get_loaders(
+        self,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        *,
+        tagged: bool = False,
+        **dataloader_kwargs: Any,
+    ) -> InterleavedLoaders:
+        """Split loaders over the run's one loader: ``train`` (one epoch per ``iter()``) and
+        ``evaluation`` (name -> the passes over that set, one per ``iter()``), for code that
+        wants a train loader and separate evaluation loaders. One worker pool serves them
+        all; see :class:`~interleaved_sampler.split.InterleavedLoaders`.
+
+        Args:
+            num_workers: number of worker processes of the one pool (0: the main process).
+            pin_memory: copy batches into pinned memory.
+            tagged: yield :class:`~interleaved_sampler.data.InterleavedBatch` objects
+                instead of bare collated batches.
+            **dataloader_kwargs: as for :meth:`get_data_loader`.
+        """
+        loader = self.get_data_loader(num_workers, pin_memory, tagged=True, **dataloader_kwargs)
+        return InterleavedLoaders(self, loader, tagged)
 
     def _sent_to_workers(self, loader: DataLoader[Any]) -> Iterator[tuple[str, object]]:
         """What a worker start sends to each worker, one source at a time, with its name."""

@@ -13,7 +13,7 @@ import bisect
 import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, NamedTuple, Protocol
 
 from interleaved_sampler.config import InterleavedSamplerConfig, SamplerIntervalConfig
 
@@ -351,6 +351,27 @@ class CallbackPass:
 Step = TrainingSpan | CallbackPass
 
 
+class Place(NamedTuple):
+    """Where one batch of a run stands, known without loading it.
+
+    Args:
+        source_index: 0 for a training batch, ``i + 1`` for a batch of a pass over callback
+            ``i``.
+        update: a training batch: the updates before it; a pass: the update it follows.
+        batch_in_pass: its position in its pass (training: in its epoch), from 0.
+        batches_in_pass: the batches of its pass (training: updates per epoch).
+    """
+
+    source_index: int
+    update: int
+    batch_in_pass: int
+    batches_in_pass: int
+
+    @property
+    def is_last_in_pass(self) -> bool:
+        return self.batch_in_pass == self.batches_in_pass - 1
+
+
 @dataclass(frozen=True)
 class Position:
     """A place between two batches of a run.
@@ -589,6 +610,28 @@ class Schedule:
                 return Position(update, done, batches)
             batches -= size
         return Position(update, len(due))
+
+    def places(self, start: Position | None = None) -> Iterator[Place]:
+        """The place of every batch of the run from ``start`` on (:meth:`steps`, batch by
+        batch).
+
+        Example:
+            >>> from interleaved_sampler.config import InterleavedSamplerConfig
+            >>> plan = CallbackPlan(EveryNUpdates(2), pass_len=3, batch_size=2)
+            >>> config = InterleavedSamplerConfig(batch_size=2, max_updates=2)
+            >>> schedule = Schedule.create(config, sampler_len=4, callbacks=[plan])
+            >>> [(p.source_index, p.update, p.batch_in_pass) for p in schedule.places()]
+            [(0, 0, 0), (0, 1, 1), (1, 2, 0), (1, 2, 1)]
+        """
+        per_epoch = self.structure.updates_per_epoch
+        for step in self.steps(start):
+            if isinstance(step, TrainingSpan):
+                for update in range(step.first_update, step.stop_update):
+                    yield Place(0, update, update % per_epoch, per_epoch)
+            else:
+                batches = self.callbacks[step.callback].batches_per_pass
+                for batch in range(step.first_batch, batches):
+                    yield Place(step.callback + 1, step.progress.update, batch, batches)
 
     def steps(self, start: Position | None = None) -> Iterator[Step]:
         """The run from ``start`` (default: its beginning) as training spans and passes.

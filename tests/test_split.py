@@ -1,0 +1,266 @@
+"""Split loaders (``sampler.get_loaders()``): a train loader and one loader per evaluation set
+over the run's one DataLoader iterator, against the model of the run (``spec_model``).
+
+A loop that asks the loaders in the schedule's order (a new epoch iterator where an epoch
+starts, each pass read whole by its set's loader) must get exactly the run; one that asks
+out of turn gets an error and loses nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from itertools import islice
+from typing import Any
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scenarios import Scenario, scenarios
+from test_state import Row, model_rows, rows, through_json
+from torch.utils.data import Dataset, SequentialSampler
+
+from interleaved_sampler import (
+    InterleavedSampler,
+    InterleavedSamplerConfig,
+    OutOfTurnError,
+    SamplerIntervalConfig,
+    SeededRandomSampler,
+)
+from interleaved_sampler.split import InterleavedLoaders
+
+SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+END = object()
+
+
+def drive(
+    loaders: InterleavedLoaders, model: list[Row], start: int = 0, stop: int | None = None
+) -> list[Row]:
+    """A loop over the split loaders that follows ``model`` from its batch ``start`` to
+    ``stop`` (default: its end): each training batch from the current epoch's iterator (a new
+    one where the model starts an epoch, after checking that the old one ended there), each
+    pass read whole by its set's loader (up to ``stop``). Returns what the loaders yielded."""
+    names, out, train = list(loaders.evaluation), [], None
+    stop = len(model) if stop is None else stop
+    while start + len(out) < stop:
+        source, _, _, position, _ = model[start + len(out)]
+        if source == 0:
+            if train is None or position == 0:
+                assert train is None or next(train, END) is END  # the epoch ended at its end
+                train = iter(loaders.train)
+            out.extend(rows([next(train)]))
+        else:
+            left = stop - start - len(out)
+            out.extend(rows(islice(loaders.evaluation[names[source - 1]], left)))
+    return out
+
+
+def run_of(scenario: Scenario) -> tuple[InterleavedSampler, list[Row]] | None:
+    try:
+        sampler = scenario.sampler()
+    except ValueError:
+        return None
+    return sampler, model_rows(scenario, sampler)
+
+
+@SETTINGS
+@given(scenarios(min_main=0, cache=True))
+def test_the_loaders_asked_in_schedule_order_yield_the_run(scenario: Scenario) -> None:
+    built = run_of(scenario)
+    if built is None:
+        return
+    sampler, model = built
+    loaders = sampler.get_loaders(tagged=True)
+    assert drive(loaders, model) == model
+    assert list(loaders.train) == []  # the run is over
+    assert len(loaders.train) == sampler.schedule.structure.updates_per_epoch
+    for i, loader in enumerate(loaders.evaluation.values()):
+        assert len(loader) == sampler.schedule.callbacks[i].batches_per_pass
+        with pytest.raises(OutOfTurnError, match=r"the run's next batch is none"):
+            next(iter(loader))
+
+
+@SETTINGS
+@given(scenarios(), st.data())
+def test_asking_out_of_turn_raises_and_loses_nothing(scenario: Scenario, data: Any) -> None:
+    built = run_of(scenario)
+    if built is None:
+        return
+    sampler, model = built
+    k = data.draw(st.integers(0, len(model)), label="k")
+    loaders = sampler.get_loaders(tagged=True)
+    loaders.load_state_dict({**loaders.state_dict(), "batches": k})
+    names = list(loaders.evaluation)
+    upcoming = model[k] if k < len(model) else None
+    for i, name in enumerate(names):
+        if upcoming is not None and upcoming[0] == i + 1:
+            continue
+        with pytest.raises(OutOfTurnError) as error:
+            next(iter(loaders.evaluation[name]))
+        assert f"the evaluation ({name!r}) loader was asked" in str(error.value)
+        if upcoming is not None and upcoming[0] == 0:
+            assert f"a training batch (batch {upcoming[3] + 1} of" in str(error.value)
+        elif upcoming is not None:
+            assert f"due after update {upcoming[2][1]}" in str(error.value)
+    if upcoming is not None and upcoming[0] > 0:
+        with pytest.raises(OutOfTurnError) as error:
+            next(iter(loaders.train))
+        pass_over = f"of the pass over {names[upcoming[0] - 1]!r} due after update"
+        assert pass_over in str(error.value) and "the train loader was asked" in str(error.value)
+    assert loaders.state_dict()["batches"] == k  # nothing was consumed
+    assert drive(loaders, model, k) == model[k:]
+
+
+@SETTINGS
+@given(scenarios(), st.data())
+def test_the_state_round_trips_after_any_batch(scenario: Scenario, data: Any) -> None:
+    built = run_of(scenario)
+    if built is None:
+        return
+    sampler, model = built
+    k = data.draw(st.integers(0, len(model)), label="k")
+    loaders = sampler.get_loaders(tagged=True)
+    assert drive(loaders, model, 0, k) == model[:k]
+    state = through_json(loaders.state_dict())
+    assert state["batches"] == k
+    resumed = scenario.sampler().get_loaders(tagged=True)
+    resumed.load_state_dict(state)
+    assert drive(resumed, model, k) == model[k:]
+    assert drive(loaders, model, k) == model[k:]  # saving does not disturb the running run
+
+
+class PidDataset(Dataset[tuple[int, int]]):
+    """Item ``i`` is ``(base + i, pid of the process that loaded it)``."""
+
+    def __init__(self, length: int, base: int) -> None:
+        self.length, self.base = length, base
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> tuple[int, int]:
+        return self.base + index, os.getpid()
+
+
+def small_run(**loader_args: Any) -> InterleavedLoaders:
+    """24 training samples (batch 4, 2 epochs), val (5) every 4 updates, test (3) per epoch."""
+    sampler = InterleavedSampler(
+        SeededRandomSampler(PidDataset(24, 0), seed=1),
+        InterleavedSamplerConfig(batch_size=4, max_epochs=2),
+        callback_samplers=[
+            SamplerIntervalConfig(
+                SequentialSampler(PidDataset(5, 100)), every_n_updates=4, batch_size=2, name="val"
+            ),
+            SamplerIntervalConfig(
+                SequentialSampler(PidDataset(3, 200)), every_n_epochs=1, name="test"
+            ),
+        ],
+    )
+    return sampler.get_loaders(**loader_args)
+
+
+def lightning_like_loop(loaders: InterleavedLoaders) -> list[tuple[str, list[int], set[int]]]:
+    """Two epochs; validation after every 4th update (all sets), test after each epoch."""
+    seen = []
+
+    def record(name: str, batch: Any) -> None:
+        values, pids = batch
+        seen.append((name, values.tolist(), set(pids.tolist())))
+
+    update = 0
+    for _ in range(2):
+        for batch in loaders.train:
+            record("train", batch)
+            update += 1
+            if update % 4 == 0:
+                for batch in loaders.evaluation["val"]:
+                    record("val", batch)
+        for batch in loaders.evaluation["test"]:
+            record("test", batch)
+    return seen
+
+
+@pytest.mark.parametrize(
+    "context", [None, pytest.param("spawn", marks=pytest.mark.slow)], ids=["fork", "spawn"]
+)
+def test_one_pool_of_workers_serves_every_loader(context: str | None) -> None:
+    args = {"num_workers": 2, "multiprocessing_context": context or "fork"}
+    loaders = small_run(**args)
+    seen = lightning_like_loop(loaders)
+    plain = small_run().loader
+    want = [(b.source, b.data[0].tolist()) for b in plain]
+    assert [(name, values) for name, values, _ in seen] == want
+    pids = set().union(*(batch_pids for *_, batch_pids in seen))
+    assert len(pids) == 2 and os.getpid() not in pids  # the same 2 workers, for every source
+
+
+def test_close_shuts_the_pool_down_and_the_run_continues() -> None:
+    loaders = small_run(num_workers=2)
+    train = iter(loaders.train)
+    first = [next(train)[0].tolist() for _ in range(3)]
+    workers = list(loaders.loader._iteration()._workers)  # type: ignore[union-attr,misc]
+    loaders.close()
+    assert not any(worker.is_alive() for worker in workers)
+    fourth = next(iter(loaders.train))[0].tolist()  # a new pool, where the old one stopped
+    plain = [b.data[0].tolist() for b in small_run().loader if b.source == "train"]
+    assert [*first, fourth] == plain[:4]
+
+
+def test_dropping_the_loaders_shuts_the_pool_down_at_once() -> None:
+    loaders = small_run(num_workers=2)
+    evaluation = loaders.evaluation["val"]
+    next(iter(loaders.train))
+    workers = list(loaders.loader._iteration()._workers)  # type: ignore[union-attr,misc]
+    del loaders, evaluation  # no reference cycle: freed now, not by a later collection
+    assert not any(worker.is_alive() for worker in workers)
+
+
+def test_apart_serves_a_whole_pass_in_the_main_process_and_moves_nothing() -> None:
+    loaders = small_run(num_workers=2)
+    first = next(iter(loaders.train))
+    apart = list(loaders.evaluation["val"].apart())
+    assert [batch[0].tolist() for batch in apart] == [[100, 101], [102, 103], [104]]
+    assert {pid for batch in apart for pid in batch[1].tolist()} == {os.getpid()}
+    assert loaders.state_dict()["batches"] == 1
+    train = iter(loaders.train)
+    four = [first[0].tolist()] + [next(train)[0].tolist() for _ in range(3)]
+    plain = [b.data[0].tolist() for b in small_run().loader if b.source == "train"]
+    assert four == plain[:4]
+
+
+def test_skip_passes_skips_the_passes_due_at_the_position() -> None:
+    loaders = small_run()
+    train = iter(loaders.train)
+    for _ in range(4):
+        next(train)
+    state = loaders.state_dict()  # after update 4: the val pass (3 batches) is due
+    resumed = small_run()
+    resumed.load_state_dict(state)
+    assert resumed.skip_passes() == 3
+    assert resumed.state_dict()["batches"] == state["batches"] + 3
+    assert resumed.skip_passes() == 0  # nothing due any more
+    assert len(list(loaders.evaluation["val"])) == 3  # the uninterrupted run evaluates
+    assert next(iter(resumed.train))[0].tolist() == next(iter(loaders.train))[0].tolist()
+    with pytest.raises(RuntimeError, match="before the first batch"):
+        small_run_started().skip_passes()
+
+
+def small_run_started() -> InterleavedLoaders:
+    loaders = small_run()
+    loaders.start()
+    return loaders
+
+
+def test_next_place_is_known_without_loading() -> None:
+    loaders = small_run()
+    train = iter(loaders.train)
+    for _ in range(4):
+        next(train)
+    place = loaders.next_place
+    assert place is not None and (place.source_index, place.update) == (1, 4)
+    assert loaders.state_dict()["batches"] == 4
+
+
+def test_bare_batches_by_default() -> None:
+    batch = next(iter(small_run().train))
+    assert isinstance(batch, list) and isinstance(batch[0], torch.Tensor)

@@ -401,3 +401,35 @@ def test_a_mid_epoch_resume_jumps_with_iter_from_where_the_sampler_has_it() -> N
     sampler.batch_sampler.load_state_dict(state)
     assert [list(batch) for batch in sampler.batch_sampler] == [[3, 4, 5], [6, 7, 8]]
     assert main.jumps == [3] and main.iterations == 0
+
+
+class RotatingSampler(Sampler[int]):
+    """Each iteration a new order (rotated by one more): a sampler that cannot replay one."""
+
+    def __init__(self, length: int) -> None:
+        self.data_source = range(length)
+        self.iterations = 0
+
+    def __len__(self) -> int:
+        return len(self.data_source)
+
+    def __iter__(self) -> Iterator[int]:
+        self.iterations += 1
+        n = len(self.data_source)
+        return iter([(i + self.iterations) % n for i in range(n)])
+
+
+def test_restart_epoch_order_continues_an_unrepeatable_epoch_with_a_new_order() -> None:
+    def run() -> InterleavedSampler:
+        return InterleavedSampler(
+            RotatingSampler(8), InterleavedSamplerConfig(batch_size=2, max_epochs=2)
+        )
+
+    saved = run().batch_sampler
+    consume(saved, 3)  # inside epoch 0 (4 updates per epoch)
+    with pytest.raises(ValueError, match="repeats its epoch order"):
+        run().batch_sampler.load_state_dict(saved.state_dict())
+    resumed = run().batch_sampler
+    resumed.load_state_dict(saved.state_dict(), restart_epoch_order=True)
+    # the rest of epoch 0: the first batch of a new iteration (order 1..7,0); then epoch 1
+    assert [list(b) for b in resumed] == [[1, 2], [2, 3], [4, 5], [6, 7], [0, 1]]

@@ -235,6 +235,7 @@ class InterleavedBatchSampler(Sampler[list[int]]):
             self.fingerprint[PER_RANK_REPLICAS] = per_rank
         self._produced = 0
         self._resume_at = 0
+        self._restart_epoch_order = False
 
     def __len__(self) -> int:
         return self.schedule.num_batches
@@ -243,8 +244,9 @@ class InterleavedBatchSampler(Sampler[list[int]]):
         # The resume position is taken when the first batch is asked for, not at iter():
         # DataLoader iterators call iter() on their batch sampler twice when they start.
         start, self._resume_at = self._resume_at, 0
+        restart, self._restart_epoch_order = self._restart_epoch_order, False
         self._produced = start
-        epoch = _EpochReader(self.sources[0], self.schedule, self.sharding)
+        epoch = _EpochReader(self.sources[0], self.schedule, self.sharding, restart)
         for step in self.schedule.steps(self.schedule.seek(start)):
             if isinstance(step, TrainingSpan):
                 batches = epoch.batches(step, self.tagged)
@@ -263,8 +265,15 @@ class InterleavedBatchSampler(Sampler[list[int]]):
         """The position after the batches produced so far (plain, JSON-able data)."""
         return make_state(self.fingerprint, self._produced)
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any], *, restart_epoch_order: bool = False) -> None:
         """Make the next ``iter()`` continue right after the position ``state`` names.
+
+        Args:
+            state: a state of :meth:`state_dict` (of a loader or batch sampler of this run).
+            restart_epoch_order: at a position inside an epoch whose train sampler does not
+                repeat its order (torch's ``RandomSampler``), continue the epoch with the
+                first indices of a new iteration of the sampler instead of raising: what a
+                loader without state does (the epoch's order is new, not exact).
 
         Raises:
             ValueError: ``state`` belongs to another schedule or version, or it is a
@@ -272,16 +281,19 @@ class InterleavedBatchSampler(Sampler[list[int]]):
                 order.
         """
         batches = read_state(state, self.fingerprint)
-        self.check_resumable(self.schedule.seek(batches))
+        self.check_resumable(self.schedule.seek(batches), restart_epoch_order)
         self._resume_at = self._produced = batches
+        self._restart_epoch_order = restart_epoch_order
 
-    def check_resumable(self, position: Position) -> None:
-        """Raise unless the samplers can replay what a run from ``position`` skips."""
+    def check_resumable(self, position: Position, restart_epoch_order: bool = False) -> None:
+        """Raise unless the samplers can replay what a run from ``position`` skips (the
+        train sampler's need not with ``restart_epoch_order``)."""
         schedule = self.schedule
         per_epoch = schedule.structure.updates_per_epoch
         main = self.sources[0].sampler
         inside_epoch = not schedule.evaluation and position.update % per_epoch != 0
-        if inside_epoch and position.update < schedule.end_update and not repeats_epoch_order(main):
+        replays = repeats_epoch_order(main) or restart_epoch_order
+        if inside_epoch and position.update < schedule.end_update and not replays:
             raise ValueError(
                 "a start inside an epoch needs a train sampler that repeats its epoch order "
                 "(else the skipped indices are not the ones already trained on), got "
@@ -436,10 +448,14 @@ class _EpochReader:
     indices the epoch uses: never one that drop_last drops, never one past them.
     """
 
-    def __init__(self, source: Source, schedule: Schedule, sharding: Sharding) -> None:
+    def __init__(
+        self, source: Source, schedule: Schedule, sharding: Sharding, restart_order: bool
+    ) -> None:
         self.source = source
         self.structure = schedule.structure
         self.sharding = sharding
+        # the first epoch opened reads a sampler that cannot replay its order from its start
+        self.restart_order = restart_order and not repeats_epoch_order(source.sampler)
         self.epoch = -1
         self.reader: PartReader | None = None
 
@@ -463,6 +479,8 @@ class _EpochReader:
         if set_epoch is not None:
             set_epoch(epoch)
         self.epoch = epoch
+        if self.restart_order:
+            position, self.restart_order = 0, False
         self.reader = self.source.reader(
             position, self.sharding, f"in epoch {epoch}", used=self.structure.samples_per_epoch
         )

@@ -114,12 +114,17 @@ class InterleavedDataLoader(DataLoader[Any]):
         """The position after the batches the loop has consumed (plain, JSON-able data)."""
         return make_state(self.batch_sampler.fingerprint, self._consumed)
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any], *, restart_epoch_order: bool = False) -> None:
         """Make the next ``iter()`` yield the rest of the run after the position ``state``.
+
+        Args:
+            state: a state of :meth:`state_dict`.
+            restart_epoch_order: see :meth:`InterleavedBatchSampler.load_state_dict
+                <interleaved_sampler.batching.InterleavedBatchSampler.load_state_dict>`.
 
         Raises:
             ValueError: ``state`` belongs to another schedule or version, or the samplers
                 cannot replay the order its position needs (see the batch sampler's).
         """
-        self.batch_sampler.load_state_dict(state)
+        self.batch_sampler.load_state_dict(state, restart_epoch_order=restart_epoch_order)
         self._consumed = self.batch_sampler.resume_position

@@ -260,8 +260,10 @@ class InterleavedLoaders:
         """The position of the whole run after the batches the loop received."""
         return self._run.loader.state_dict()
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any], *, restart_epoch_order: bool = False) -> None:
         """Continue the run right after the position ``state`` names (a running pool is shut
-        down; the next batch asked for starts one there)."""
+        down; the next batch asked for starts one there). ``restart_epoch_order``: see
+        :meth:`InterleavedDataLoader.load_state_dict
+        <interleaved_sampler.InterleavedDataLoader.load_state_dict>`."""
         self._run.stop()
-        self._run.loader.load_state_dict(state)
+        self._run.loader.load_state_dict(state, restart_epoch_order=restart_epoch_order)

@@ -228,27 +228,20 @@ def test_apart_serves_a_whole_pass_in_the_main_process_and_moves_nothing() -> No
     assert four == plain[:4]
 
 
-def test_skip_passes_skips_the_passes_due_at_the_position() -> None:
+def test_a_resume_can_skip_the_passes_due_at_its_position() -> None:
     loaders = small_run()
     train = iter(loaders.train)
     for _ in range(4):
         next(train)
     state = loaders.state_dict()  # after update 4: the val pass (3 batches) is due
     resumed = small_run()
-    resumed.load_state_dict(state)
-    assert resumed.skip_passes() == 3
+    resumed.load_state_dict(state, skip_due_passes=True)
     assert resumed.state_dict()["batches"] == state["batches"] + 3
-    assert resumed.skip_passes() == 0  # nothing due any more
     assert len(list(loaders.evaluation["val"])) == 3  # the uninterrupted run evaluates
     assert next(iter(resumed.train))[0].tolist() == next(iter(loaders.train))[0].tolist()
-    with pytest.raises(RuntimeError, match="before the first batch"):
-        small_run_started().skip_passes()
-
-
-def small_run_started() -> InterleavedLoaders:
-    loaders = small_run()
-    loaders.start()
-    return loaders
+    again = small_run()
+    again.load_state_dict(resumed.state_dict(), skip_due_passes=True)  # nothing due there
+    assert again.state_dict() == resumed.state_dict()
 
 
 def test_next_place_is_known_without_loading() -> None:

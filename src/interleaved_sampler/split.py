@@ -12,12 +12,14 @@ next batch of the run comes from, and a loader asked out of turn raises
 from __future__ import annotations
 
 from collections.abc import Iterator
+from itertools import takewhile
 from typing import TYPE_CHECKING, Any
 
 from interleaved_sampler.batching import InterleavedBatchSampler
 from interleaved_sampler.data import InterleavedBatch
 from interleaved_sampler.loader import InterleavedDataLoader
 from interleaved_sampler.schedule import Place, Schedule
+from interleaved_sampler.state import read_state
 
 if TYPE_CHECKING:
     from interleaved_sampler.sampler import InterleavedSampler
@@ -234,36 +236,37 @@ class InterleavedLoaders:
         new one there)."""
         self._run.stop()
 
-    def skip_passes(self) -> int:
-        """Skip the rest of the passes due at the run's position without loading them (a
-        framework that does not run the evaluations due at the point it resumed from);
-        returns the batches skipped.
-
-        Raises:
-            RuntimeError: the pool has started: its workers may have loaded those batches.
-        """
-        run = self._run
-        if run.iterator is not None:
-            raise RuntimeError("skip_passes() must be called before the first batch is asked for")
-        state = self.state_dict()
-        position = run.schedule.seek(state["batches"])
-        skipped = 0
-        for place in run.schedule.places(position):
-            if place.source_index == 0:
-                break
-            skipped += 1
-        if skipped:
-            self.load_state_dict({**state, "batches": state["batches"] + skipped})
-        return skipped
-
     def state_dict(self) -> dict[str, Any]:
         """The position of the whole run after the batches the loop received."""
         return self._run.loader.state_dict()
 
-    def load_state_dict(self, state: dict[str, Any], *, restart_epoch_order: bool = False) -> None:
+    def load_state_dict(
+        self,
+        state: dict[str, Any],
+        *,
+        restart_epoch_order: bool = False,
+        skip_due_passes: bool = False,
+    ) -> None:
         """Continue the run right after the position ``state`` names (a running pool is shut
-        down; the next batch asked for starts one there). ``restart_epoch_order``: see
-        :meth:`InterleavedDataLoader.load_state_dict
-        <interleaved_sampler.InterleavedDataLoader.load_state_dict>`."""
+        down; the next batch asked for starts one there).
+
+        Args:
+            state: a state of :meth:`state_dict`.
+            restart_epoch_order: see :meth:`InterleavedDataLoader.load_state_dict
+                <interleaved_sampler.InterleavedDataLoader.load_state_dict>`.
+            skip_due_passes: skip, without loading them, the passes due at the position
+                that are still to come: for a framework that does not run, after a resume,
+                the evaluation due at the point it saved.
+        """
         self._run.stop()
+        if skip_due_passes:
+            state = {**state, "batches": state["batches"] + self._due_batches(state)}
         self._run.loader.load_state_dict(state, restart_epoch_order=restart_epoch_order)
+
+    def _due_batches(self, state: dict[str, Any]) -> int:
+        """The batches of the passes due at the position of ``state`` still to come."""
+        schedule = self._run.schedule
+        passes = schedule.places(
+            schedule.seek(read_state(state, self.loader.batch_sampler.fingerprint))
+        )
+        return sum(1 for _ in takewhile(lambda place: place.source_index != 0, passes))

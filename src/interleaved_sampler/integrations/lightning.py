@@ -14,12 +14,24 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.trainer.states import TrainerFn
+from pytorch_lightning.utilities import rank_zero_warn
+from pytorch_lightning.utilities.model_helpers import is_overridden
+from pytorch_lightning.utilities.signature_utils import is_param_in_hook_signature
+from torch.utils.data import BatchSampler, DataLoader, IterableDataset
 
+from interleaved_sampler.config import InterleavedSamplerConfig, SamplerIntervalConfig
 from interleaved_sampler.data import InterleavedBatch
+from interleaved_sampler.integrations.steps import update_of_step
+from interleaved_sampler.sampler import InterleavedSampler
+from interleaved_sampler.samplers import repeats_epoch_order
+from interleaved_sampler.schedule import EpochStructure
+from interleaved_sampler.split import InterleavedLoaders, PassLoader
 
 
 def trainer_arguments() -> dict[str, Any]:
@@ -156,3 +168,363 @@ def _eval_mode(module: torch.nn.Module) -> Iterator[None]:
     finally:
         for each, training in modes:
             each.training = training
+
+
+# --- InterleavedDataModule: the user's own DataModule and LightningModule, one pool ---------
+
+
+@dataclass(frozen=True)
+class _LoaderParts:
+    """What a ``DataLoader`` of the user's DataModule is made of."""
+
+    sampler: Any
+    batch_size: int
+    drop_last: bool
+    collate_fn: Any
+
+    @classmethod
+    def of(cls, loader: object, role: str) -> _LoaderParts:
+        """The parts of ``loader`` (the DataModule's ``role``: ``train_dataloader()``, ...).
+
+        Raises:
+            TypeError: not a ``DataLoader``, over an ``IterableDataset`` (no ``len()``), or
+                with a batch sampler that is not torch's ``BatchSampler``.
+        """
+        if not isinstance(loader, DataLoader):
+            raise TypeError(
+                f"InterleavedDataModule needs torch DataLoaders from the DataModule, got "
+                f"{type(loader).__name__} from {role}; return a DataLoader (its dataset, "
+                "sampler, batch size and collate function make the run)"
+            )
+        if isinstance(loader.dataset, IterableDataset):
+            raise TypeError(
+                f"{role} returned a DataLoader over an IterableDataset "
+                f"({type(loader.dataset).__name__}), which has no len(): a schedule needs the "
+                "length of every epoch and pass; use a map-style Dataset"
+            )
+        batch_sampler = loader.batch_sampler
+        if type(batch_sampler) is not BatchSampler:
+            raise TypeError(
+                f"{role} returned a DataLoader with the batch sampler "
+                f"{type(batch_sampler).__name__}; InterleavedDataModule batches the run itself "
+                "and needs batch_size=, shuffle= or sampler= (torch's BatchSampler)"
+            )
+        return cls(
+            batch_sampler.sampler,
+            batch_sampler.batch_size,
+            batch_sampler.drop_last,
+            loader.collate_fn,
+        )
+
+
+def _loader_arguments(loader: DataLoader[Any]) -> dict[str, Any]:
+    """The arguments of the train loader that the run's one loader takes over."""
+    arguments: dict[str, Any] = {
+        "num_workers": loader.num_workers,
+        "pin_memory": loader.pin_memory,
+        "worker_init_fn": loader.worker_init_fn,
+        "multiprocessing_context": loader.multiprocessing_context,
+        "generator": loader.generator,
+        "timeout": loader.timeout,
+    }
+    if loader.num_workers:
+        arguments["prefetch_factor"] = loader.prefetch_factor
+    return arguments
+
+
+def _as_list(loaders: object) -> tuple[list[str], list[object], str]:
+    """Val loaders as names and loaders, and how the DataModule returned them
+    (``"single"``, ``"sequence"``, ``"mapping"``)."""
+    if isinstance(loaders, Mapping):
+        return [str(key) for key in loaders], list(loaders.values()), "mapping"
+    if isinstance(loaders, list | tuple):
+        return [f"val{i}" for i in range(len(loaders))], list(loaders), "sequence"
+    return ["val"], [loaders], "single"
+
+
+def _refuse_settings(trainer: pl.Trainer) -> None:
+    """One clear error per Lightning setting that no schedule can follow or that cuts passes."""
+    # each setting's trainer attribute (Lightning sets some at run time) and its default
+    defaults = {
+        "fast_dev_run": ("fast_dev_run", False),  # first: these two set limits themselves
+        "overfit_batches": ("overfit_batches", 0),
+        "limit_train_batches": ("limit_train_batches", 1.0),
+        "limit_val_batches": ("limit_val_batches", 1.0),
+        "val_check_interval": ("_val_check_time_interval", None),  # a time
+        "reload_dataloaders_every_n_epochs": ("reload_dataloaders_every_n_epochs", 0),
+    }
+    for setting, (attribute, default) in defaults.items():
+        value = getattr(trainer, attribute, default)
+        if value != default:
+            raise ValueError(
+                f"InterleavedDataModule cannot follow Trainer({setting}={value!r}): the schedule "
+                "is fixed before fit starts and yields whole epochs and passes; leave it at its "
+                "default (to shorten a run, set max_steps or max_epochs)"
+            )
+    module = trainer.lightning_module
+    if is_param_in_hook_signature(module.training_step, "dataloader_iter", explicit=True):
+        raise ValueError(
+            "InterleavedDataModule cannot serve training_step(self, dataloader_iter): the step "
+            "would fetch batches itself, ahead of the validations due between them; take the "
+            "batch argument, training_step(self, batch, batch_idx)"
+        )
+    if trainer.max_epochs in (None, -1) and trainer.max_steps == -1:
+        raise ValueError(
+            "InterleavedDataModule needs the run's end: set Trainer(max_epochs=...) or "
+            "Trainer(max_steps=...), got neither"
+        )
+
+
+def _end_update(trainer: pl.Trainer, updates_per_epoch: int) -> int:
+    """The training batches of the run: ``max_epochs`` epochs, or fewer when ``max_steps``
+    optimizer steps end it first."""
+    ends = []
+    if trainer.max_epochs not in (None, -1):
+        ends.append(trainer.max_epochs * updates_per_epoch)
+    if trainer.max_steps != -1:
+        accumulation = trainer.accumulate_grad_batches
+        ends.append(update_of_step(trainer.max_steps, updates_per_epoch, accumulation))
+    return min(ends)
+
+
+def _validation_rule(
+    trainer: pl.Trainer, updates_per_epoch: int, end_update: int
+) -> dict[str, Any]:
+    """When Lightning validates, as a due rule: after training batch ``b`` of an epoch
+    (``g`` of the run) if ``(b + 1) % val_check_batch == 0`` (``g`` when
+    ``check_val_every_n_epoch`` is None), in the epochs ``check_val_every_n_epoch`` selects
+    (``training_epoch_loop._should_check_val_fx``)."""
+    interval, every_epochs = trainer.val_check_interval, trainer.check_val_every_n_epoch
+    check_batch = (
+        interval if isinstance(interval, int) else max(1, int(updates_per_epoch * interval))
+    )
+    if every_epochs is None or (every_epochs == 1 and updates_per_epoch % check_batch == 0):
+        return {"every_n_updates": check_batch}
+    if check_batch == updates_per_epoch:
+        return {"every_n_epochs": every_epochs}
+    epochs = range(every_epochs - 1, -(-end_update // updates_per_epoch), every_epochs)
+    in_epoch = range(check_batch, updates_per_epoch + 1, check_batch)
+    updates = [e * updates_per_epoch + b for e in epochs for b in in_epoch]
+    return {"at_updates": tuple(u for u in updates if u <= end_update)}
+
+
+class _TrainLoaderView:
+    """The train loader Lightning iterates: one epoch of the run per ``iter()``.
+
+    It has the state protocol only so that Lightning does not warn that a mid-epoch resume
+    restarts the epoch: the run's position is saved and restored by the DataModule
+    (Lightning restores a loader's own state only in some cases).
+    """
+
+    def __init__(self, loaders: InterleavedLoaders) -> None:
+        self._loaders = loaders
+
+    def __len__(self) -> int:
+        return len(self._loaders.train)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._loaders.train)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"position": "saved by InterleavedDataModule.state_dict"}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Nothing to do: InterleavedDataModule.load_state_dict restored the position."""
+
+
+class _ValLoaderView:
+    """A val loader Lightning iterates: the run's next pass over the set during fit; a pass
+    apart, in the main process, in the sanity check and when Lightning validates outside the
+    schedule because ``should_stop`` was set (its rule ``should_stop -> validate``)."""
+
+    def __init__(self, datamodule: InterleavedDataModule, name: str) -> None:
+        self._datamodule, self._name = datamodule, name
+
+    def __len__(self) -> int:
+        return len(self._loader)
+
+    @property
+    def _loader(self) -> PassLoader:
+        loaders = self._datamodule.loaders
+        assert loaders is not None
+        return loaders.evaluation[self._name]
+
+    def __iter__(self) -> Iterator[Any]:  # lazy: Lightning calls iter() once to check
+        trainer, loader = self._datamodule.trainer, self._loader
+        assert trainer is not None
+        if trainer.sanity_checking:
+            yield from loader.apart()
+            return
+        loaders = self._datamodule.loaders
+        assert loaders is not None
+        place = loaders.next_place
+        scheduled = place is not None and place.source_index == loader.callback + 1
+        yield from loader if scheduled or not trainer.should_stop else loader.apart()
+
+
+class InterleavedDataModule(pl.LightningDataModule):
+    """Your own ``LightningDataModule``, served by one worker pool for training and every
+    validation: ``trainer.fit(model, datamodule=InterleavedDataModule(MyDataModule()))``.
+
+    At ``setup("fit")`` it reads the datasets, samplers, batch sizes, ``drop_last`` and
+    collate functions of ``train_dataloader()`` and ``val_dataloader()`` (one loader, a list
+    or a dict of them) and the train loader's ``num_workers``, ``pin_memory``,
+    ``multiprocessing_context``, ``worker_init_fn``, ``prefetch_factor``; and the Trainer's
+    ``max_epochs``, ``max_steps``, ``accumulate_grad_batches``, ``val_check_interval`` and
+    ``check_val_every_n_epoch``. From them it builds the run whose validation passes fall
+    exactly where Lightning validates, and hands Lightning split loaders over its one pool
+    (:meth:`InterleavedSampler.get_loaders
+    <interleaved_sampler.InterleavedSampler.get_loaders>`), started right away so that its
+    start-up overlaps Lightning's own. The LightningModule stays as it is (automatic
+    optimization, ``validation_step`` with ``dataloader_idx``, ``self.log``, callbacks).
+
+    - Every Lightning validation runs all val sets, so every set gets a pass at every
+      validation point.
+    - The run's position is in this DataModule's ``state_dict``: ``ckpt_path=`` resumes
+      exactly from any ``ModelCheckpoint`` checkpoint (Lightning does not run, after a
+      resume, the validation due at the checkpointed batch; nor does this). A train sampler
+      that cannot replay its order (``shuffle=True``, torch's ``RandomSampler``) resumes
+      mid-epoch as a plain loader does (a new order for the rest of the epoch); a warning at
+      fit start names ``SeededRandomSampler``, which resumes exactly.
+    - With several devices (DDP) each batch size of the DataModule is per device, as in
+      Lightning: the run's global batch is ``world_size`` times larger and the wrapper splits
+      every batch over the ranks itself (``num_replicas``), so a checkpoint also resumes on
+      another number of devices.
+    - The sanity check and ``trainer.validate()`` are served apart, in the main process.
+
+    Refused at fit start, one message each: ``limit_train_batches``/``limit_val_batches``
+    other than 1.0, ``overfit_batches``, ``fast_dev_run``, a time ``val_check_interval``,
+    ``reload_dataloaders_every_n_epochs``, a ``dataloader_iter`` training step, loaders
+    that are not ``DataLoader``\\ s with ``len()``.
+
+    Args:
+        datamodule: your DataModule.
+    """
+
+    def __init__(self, datamodule: pl.LightningDataModule) -> None:
+        super().__init__()
+        self.datamodule = datamodule
+        self.loaders: InterleavedLoaders | None = None
+        self._val_names: list[str] = []
+        self._val_shape = "single"
+
+    def prepare_data(self) -> None:
+        self.datamodule.prepare_data()
+
+    def setup(self, stage: str) -> None:
+        self.datamodule.trainer = self.trainer
+        self.datamodule.setup(stage)
+        if stage != TrainerFn.FITTING:
+            return
+        assert self.trainer is not None
+        _refuse_settings(self.trainer)
+        self.loaders = self._build(self.trainer)
+        if self.trainer.ckpt_path is None:  # else the pool starts at the restored position
+            self.loaders.start()
+
+    def _build(self, trainer: pl.Trainer) -> InterleavedLoaders:
+        inner = self.datamodule
+        train_loader = inner.train_dataloader()
+        train = _LoaderParts.of(train_loader, "train_dataloader()")
+        assert isinstance(train_loader, DataLoader)
+        world = trainer.world_size
+        validating = is_overridden("validation_step", trainer.lightning_module)
+        names, val_loaders, self._val_shape = (
+            _as_list(inner.val_dataloader()) if validating else ([], [], "single")
+        )
+        self._val_names = names
+        vals = [_LoaderParts.of(loader, "val_dataloader()") for loader in val_loaders]
+        per_epoch = _updates_per_epoch(train, world)
+        end = _end_update(trainer, per_epoch)
+        rule = _validation_rule(trainer, per_epoch, end)
+        if not repeats_epoch_order(train.sampler):
+            rank_zero_warn(
+                f"the train sampler ({type(train.sampler).__name__}) does not repeat its "
+                "epoch order, so a checkpoint inside an epoch resumes with a new order for the "
+                "rest of that epoch (as a plain loader does); for an exact resume use "
+                "sampler=SeededRandomSampler(dataset, seed=...) in train_dataloader()"
+            )
+        sampler = InterleavedSampler(
+            train.sampler,
+            InterleavedSamplerConfig(
+                batch_size=train.batch_size * world, drop_last=train.drop_last, max_updates=end
+            ),
+            train_collator=train.collate_fn,
+            callback_samplers=[
+                SamplerIntervalConfig(
+                    val.sampler,
+                    val.collate_fn,
+                    batch_size=val.batch_size * world,
+                    name=name,
+                    **rule,
+                )
+                for name, val in zip(names, vals, strict=True)
+            ],
+            num_replicas=world,
+            rank=trainer.global_rank,
+        )
+        return sampler.get_loaders(**_loader_arguments(train_loader))
+
+    def train_dataloader(self) -> Any:
+        assert self.loaders is not None, "setup('fit') builds the loaders"
+        return _TrainLoaderView(self.loaders)
+
+    def val_dataloader(self) -> Any:
+        assert self.trainer is not None
+        if self.trainer.state.fn != TrainerFn.FITTING or self.loaders is None:
+            return self.datamodule.val_dataloader()  # trainer.validate(): the user's own
+        views = [_ValLoaderView(self, name) for name in self._val_names]
+        if self._val_shape == "mapping":
+            return dict(zip(self._val_names, views, strict=True))
+        return views if self._val_shape == "sequence" else views[0]
+
+    def test_dataloader(self) -> Any:
+        return self.datamodule.test_dataloader()
+
+    def predict_dataloader(self) -> Any:
+        return self.datamodule.predict_dataloader()
+
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, index: int) -> Any:
+        return self.datamodule.transfer_batch_to_device(batch, device, index)
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        return self.datamodule.on_before_batch_transfer(batch, dataloader_idx)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        return self.datamodule.on_after_batch_transfer(batch, dataloader_idx)
+
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"datamodule": self.datamodule.state_dict()}
+        if self.loaders is not None:
+            state["interleaved_sampler"] = self.loaders.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.datamodule.load_state_dict(state.get("datamodule", {}))
+        if self.loaders is None or "interleaved_sampler" not in state:
+            return
+        self.loaders.load_state_dict(  # Lightning does not run the validation due at a resume
+            state["interleaved_sampler"], restart_epoch_order=True, skip_due_passes=True
+        )
+        self.loaders.start()
+
+    def teardown(self, stage: str) -> None:
+        if stage == TrainerFn.FITTING and self.loaders is not None:
+            self.loaders.close()
+        self.datamodule.teardown(stage)
+
+    def on_exception(self, exception: BaseException) -> None:
+        if self.loaders is not None:
+            self.loaders.close()
+        self.datamodule.on_exception(exception)
+
+
+def _updates_per_epoch(train: _LoaderParts, world: int) -> int:
+    """Training batches per epoch of the global run (what Lightning reads as ``len``)."""
+    structure = EpochStructure.create(len(train.sampler), train.batch_size * world, train.drop_last)
+    if train.drop_last and len(train.sampler) < train.batch_size * world:
+        raise ValueError(
+            f"the train loader has {len(train.sampler)} samples but drop_last=True and a batch "
+            f"of {train.batch_size} per device on {world} device(s): an epoch has no batch"
+        )
+    return structure.updates_per_epoch

@@ -116,3 +116,73 @@ def test_ddp_ranks_follow_one_schedule_on_their_shards(tmp_path: Path) -> None:
     assert ranks[0]["results"] == ranks[1]["results"]  # gathered: the same on both ranks
     assert [update for update, _ in ranks[0]["results"]] == [5, 10, 15, 20]
     assert ranks[0]["weights"] == ranks[1]["weights"]
+
+
+class SizedByEstimate(example.Regression):  # type: ignore[misc,name-defined]
+    """configure_optimizers reads trainer.estimated_stepping_batches (the OneCycle recipe),
+    which sets the train loader up before Lightning restores a checkpoint, and records
+    training_updates."""
+
+    def configure_optimizers(self) -> Any:
+        self.estimated = int(self.trainer.estimated_stepping_batches)
+        self.updates = self.training_updates
+        optimizer = torch.optim.SGD(self.parameters(), lr=0.1, momentum=0.9)
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=0.2, total_steps=self.updates
+        )
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
+
+
+def test_resume_is_exact_when_configure_optimizers_reads_the_estimate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(example, "Regression", SizedByEstimate)
+    full = example.run(TINY)
+    checkpoint = tmp_path / "stop.ckpt"
+    first = example.run(example.RunConfig(stop_at=7, checkpoint=checkpoint))
+    rest = example.run(example.RunConfig(resume=checkpoint))
+    assert as_tuples(first.seen + rest.seen) == as_tuples(full.seen)
+    assert rest.global_step == full.global_step == 24
+    for name, value in full.weights.items():
+        assert torch.equal(rest.weights[name], value), name
+
+
+def test_training_updates_sizes_schedules_in_configure_optimizers() -> None:
+    module = SizedByEstimate()
+    trainer = pl.Trainer(**trainer_arguments(), accelerator="cpu", logger=False, **QUIET)
+    trainer.fit(module, example.make_loader(TINY, 1, 0))
+    assert (module.updates, module.estimated) == (24, 40)  # 24 updates, 16 val batches
+
+
+class WithValidationStep(example.Regression):  # type: ignore[misc,name-defined]
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        """A leftover: Lightning would validate on a second pool."""
+
+
+@pytest.mark.parametrize(
+    ("module", "callback", "message"),
+    [
+        (WithValidationStep, None, "overrides validation_step"),
+        (None, "early_stopping", r"EarlyStopping\(monitor='val/mse'\).*InterleavedDataModule"),
+        (None, "checkpoint", r"ModelCheckpoint\(monitor='val/mse'\).*InterleavedDataModule"),
+    ],
+)
+def test_what_would_act_on_stale_metrics_or_a_second_pool_is_refused(
+    module: Any, callback: str | None, message: str, tmp_path: Path
+) -> None:
+    from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+
+    callbacks = {
+        None: [],
+        "early_stopping": [EarlyStopping("val/mse")],
+        "checkpoint": [ModelCheckpoint(tmp_path, monitor="val/mse")],
+    }[callback]
+    options = {**QUIET, "enable_checkpointing": callback == "checkpoint"}
+    trainer = pl.Trainer(
+        **trainer_arguments(), accelerator="cpu", logger=False, callbacks=callbacks, **options
+    )
+    with pytest.raises(ValueError, match=message):
+        trainer.fit((module or example.Regression)(), example.make_loader(TINY, 1, 0))

@@ -7,7 +7,12 @@ manual optimization and routes each tagged batch itself: training batches to
 :meth:`~InterleavedLightningModule.train_step` followed by one update, evaluation batches
 to :meth:`~InterleavedLightningModule.evaluation_step` without gradients. The whole
 interleaved run is one Lightning epoch; :func:`trainer_arguments` sets the Trainer up for
-it.
+it. Manual optimization means no ``gradient_clip_val``: clip in ``on_before_optimizer_step``
+with ``self.clip_gradients(optimizer, gradient_clip_val=...)``.
+
+:class:`InterleavedDataModule` is the other way, for an ordinary LightningModule (automatic
+optimization, ``validation_step``, Lightning's callbacks) and its own DataModule, unchanged:
+it derives the run from them and hands Lightning split loaders over one pool.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities import rank_zero_warn
 from pytorch_lightning.utilities.model_helpers import is_overridden
@@ -39,11 +45,11 @@ def trainer_arguments() -> dict[str, Any]:
 
     ``max_epochs=1``: the whole run (all epochs of the training sampler and every evaluation
     pass) is one Lightning epoch; the loader ends it. ``use_distributed_sampler=False``: the
-    interleaved sampler shards itself (``DistributedSampler`` or ``SeededRandomSampler``
-    with ``num_replicas``/``rank`` per source). Leave ``max_steps`` unset: Lightning stops
+    interleaved sampler shards itself (``InterleavedSampler(..., num_replicas=world_size,
+    rank=global_rank)``). Leave ``max_steps`` unset: Lightning stops
     right after update ``max_steps``, before the evaluation passes due after it; stop the
     run in ``InterleavedSamplerConfig`` instead. Size LR schedules with
-    ``sampler.schedule.train_batches`` (the run's updates): Lightning's
+    :attr:`InterleavedLightningModule.training_updates` (the run's updates): Lightning's
     ``estimated_stepping_batches`` counts every batch of the loader.
 
     Example:
@@ -124,6 +130,53 @@ class InterleavedLightningModule(pl.LightningModule):
                     "not on a monitored metric; step ReduceLROnPlateau yourself in "
                     "evaluation_end"
                 )
+        if is_overridden("validation_step", self):
+            raise ValueError(
+                f"{type(self).__name__} overrides validation_step, so Lightning would run its "
+                "own validation loop on a second pool of workers; evaluate in evaluation_step "
+                "(the passes of the interleaved loader), or keep validation_step and use "
+                "InterleavedDataModule with an ordinary LightningModule"
+            )
+        for callback in self.trainer.callbacks:  # type: ignore[attr-defined]
+            monitor = getattr(callback, "monitor", None)
+            if isinstance(callback, EarlyStopping | ModelCheckpoint) and monitor is not None:
+                raise ValueError(
+                    f"{type(callback).__name__}(monitor={monitor!r}) is checked at the end of "
+                    "Lightning's epochs and validations, and InterleavedLightningModule's whole "
+                    "run is one Lightning epoch without Lightning validations, so it would act "
+                    "on stale metrics; use an ordinary LightningModule with validation_step and "
+                    "InterleavedDataModule, where it sees every validation's metrics"
+                )
+
+    def on_train_start(self) -> None:
+        """Apply the loader state of a ``ckpt_path`` resume if Lightning set the loader up
+        before restoring (reading ``trainer.estimated_stepping_batches`` in
+        ``configure_optimizers`` does: its ``setup_data`` ran before the checkpoint was
+        restored, and its own restore is then skipped), and restart the loader there."""
+        fit_loop = self.trainer.fit_loop
+        pending = fit_loop._combined_loader_states_to_load
+        fetcher, combined = fit_loop._data_fetcher, fit_loop._combined_loader
+        if pending and fetcher is not None and combined is not None and fit_loop.restarting:
+            combined._load_state_dicts(pending)
+            fit_loop._combined_loader_states_to_load = []
+            iter(fetcher)  # a new iterator at the restored position
+
+    @property
+    def training_updates(self) -> int:
+        """The run's training updates (what ``global_step`` reaches), for sizing LR schedules
+        in ``configure_optimizers`` (``trainer.estimated_stepping_batches`` counts the
+        evaluation batches too); it sets the train loader up if Lightning has not yet."""
+        fit_loop = self.trainer.fit_loop
+        if fit_loop._combined_loader is None:
+            fit_loop.setup_data()
+        loader = self.trainer.train_dataloader
+        schedule = getattr(getattr(loader, "batch_sampler", None), "schedule", None)
+        if schedule is None:
+            raise TypeError(
+                "training_updates needs the train loader of sampler.get_data_loader(tagged=True), "
+                f"got {type(loader).__name__}"
+            )
+        return int(schedule.train_batches)
 
     def training_step(self, batch: InterleavedBatch, batch_idx: int) -> torch.Tensor | None:
         """Lightning's entry for every loader batch: routes it (do not override)."""

@@ -77,3 +77,10 @@ def test_accelerate_example_cli(capsys: pytest.CaptureFixture[str]) -> None:
     outcome = load_example("accelerate_train").main(["--epochs", "1", "--val-every", "4"])
     assert outcome.updates == 12
     assert "update   4  val mse" in capsys.readouterr().out
+
+
+def test_lightning_datamodule_example_cli(capsys: pytest.CaptureFixture[str]) -> None:
+    outcome = load_example("lightning_datamodule").main(["--epochs", "1"])
+    assert outcome.global_step == 12
+    out = capsys.readouterr().out
+    assert "step   4  val_loss/dataloader_idx_0" in out and "global_step 12" in out

@@ -77,6 +77,7 @@ class CallbackSpec:
     n: int  # at_updates: a seed of the updates
     batch_size: int | None
     cache: bool = False
+    split: str = "strided"
 
     def due(self) -> dict[str, Any]:
         """The callback's due field and value; ``at_updates``: a few updates drawn from n."""
@@ -118,6 +119,7 @@ class Scenario:
                     c.sampler.build(dataset),
                     batch_size=c.batch_size,
                     cache=c.cache,
+                    split=c.split,
                     **c.due(),
                 )
                 for c, dataset in zip(self.callbacks, datasets, strict=True)
@@ -187,9 +189,10 @@ def callback_specs(draw: st.DrawFn, cache: bool = False, global_: bool = False) 
     n = draw(st.integers(1, 25 if interval == "every_n_samples" else 6))
     batch_size = draw(st.integers(1, 6))
     cached = cache and not sampler.shuffle and sampler.kind != "random" and draw(st.booleans())
+    split = draw(st.sampled_from(["strided", "contiguous"])) if global_ else "strided"
     if interval != "every_n_samples" and draw(st.booleans()):
-        return CallbackSpec(sampler, interval, n, None, cached)
-    return CallbackSpec(sampler, interval, n, batch_size, cached)
+        return CallbackSpec(sampler, interval, n, None, cached, split)
+    return CallbackSpec(sampler, interval, n, batch_size, cached, split)
 
 
 @st.composite

@@ -29,6 +29,7 @@ class TestReferenceApi:
         assert list(fields)[:6] == ["sampler", "pipeline", "every_n_epochs", "every_n_updates",
                                     "every_n_samples", "batch_size"]  # fmt: skip
         assert fields.pop("cache") is False  # the evaluation cache is opt-in
+        assert fields.pop("split") == "strided"  # how a pass splits over ranks
         assert all(fields[name] is None for name in list(fields)[2:])
         config = SamplerIntervalConfig(seq(3), None, every_n_epochs=2)  # positional pipeline
         assert config.validate_frequency() is config

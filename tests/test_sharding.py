@@ -98,6 +98,18 @@ def replace_tagged(sampler: InterleavedSampler) -> Any:
     return sampler.get_data_loader(tagged=True).batch_sampler
 
 
+def assert_contiguous(parts: list[list[int]], batch: list[int]) -> None:
+    """The parts of a contiguous split: chunks in rank order that are the batch, then ranks
+    past its end with one of its indices (padding)."""
+    joined: list[int] = []
+    for part in parts:
+        if len(joined) < len(batch):
+            joined.extend(part)
+        else:
+            assert len(part) == 1 and part[0] in batch
+    assert joined == batch
+
+
 def interleave(parts: list[list[int]]) -> list[int]:
     """The global batch the strided parts of the ranks come from."""
     return [parts[j % len(parts)][j // len(parts)] for j in range(sum(map(len, parts)))]
@@ -124,7 +136,9 @@ def test_ranks_split_every_global_batch(drawn: tuple[Scenario, int]) -> None:
         assert all(part[2] == parts[0][2] for part in parts)  # the global run's tags
         indices = [part[1] for part in parts]
         assert all(indices), "no rank gets an empty batch"
-        if len(batch) >= replicas:
+        if source and scenario.callbacks[source - 1].split == "contiguous":
+            assert_contiguous(indices, batch)
+        elif len(batch) >= replicas:
             assert interleave(indices) == batch  # disjoint, and together the global batch
         else:  # an evaluation batch shorter than the ranks: padded with its own indices
             assert source != 0
@@ -205,9 +219,11 @@ def test_a_state_saved_with_w_ranks_resumes_on_w_prime_after_every_batch(
                 return
             rest.append([list(batch) for batch in resumed])
         assert [len(r) for r in rest] == [len(batches) - k] * resumed_with
-        for j, (_, batch) in enumerate(batches[k:]):
+        for j, (source, batch) in enumerate(batches[k:]):
             parts = [r[j] for r in rest]
-            if len(batch) >= resumed_with:
+            if source and scenario.callbacks[source - 1].split == "contiguous":
+                assert_contiguous(parts, batch)
+            elif len(batch) >= resumed_with:
                 assert interleave(parts) == batch
             else:
                 assert {i for part in parts for i in part} == set(batch)

@@ -64,6 +64,7 @@ class Source:
     offset: int
     length: int
     collate_fn: Callable[[list[Any]], Any] | None = None
+    split: str = "strided"
 
     def describe(self) -> str:
         return f"the {self.name} sampler ({type(self.sampler).__name__})"
@@ -94,7 +95,12 @@ class Source:
         return indices
 
     def reader(
-        self, position: int, sharding: Sharding, context: str, used: int | None = None
+        self,
+        position: int,
+        sharding: Sharding,
+        context: str,
+        used: int | None = None,
+        chunk: int | None = None,
     ) -> PartReader:
         """A reader of this rank's parts of the global batches of one iteration (an epoch or
         a pass) of the sampler, from ``position`` on.
@@ -104,12 +110,13 @@ class Source:
             sharding: which part of each global batch this rank reads.
             context: where the reading happens, for error messages.
             used: the indices an epoch uses (main sampler), for error messages.
+            chunk: split batches into contiguous chunks of this size (else strided).
         """
         strided = strided_order(self.sampler)
-        if strided is not None:
+        if strided is not None and chunk is None:
             return _StridedReader(self, strided, position, sharding)
         indices = self.iterate_from(position, context)
-        return _WholeBatchReader(self, indices, sharding, context, used)
+        return _WholeBatchReader(self, indices, sharding, context, used, chunk)
 
 
 class PartReader(Protocol):
@@ -140,16 +147,21 @@ class _WholeBatchReader:
         sharding: Sharding,
         context: str,
         used: int | None,
+        chunk: int | None = None,
     ) -> None:
         self.source, self.indices, self.sharding = source, indices, sharding
-        self.context, self.used = context, used
+        self.context, self.used, self.chunk = context, used, chunk
 
     def read(self, first: int, size: int) -> IndexBatch:
         batch = list(islice(self.indices, size))
         if len(batch) != size:
             raise self.source.too_few(first + len(batch), self.context, used=self.used)
         if self.sharding.is_sharded:
-            part = self.sharding.part(first, size)
+            part = (
+                self.sharding.part(first, size)
+                if self.chunk is None
+                else self.sharding.chunk(first, size, self.chunk)
+            )
             batch = batch[part.start - first : part.stop - first : part.step]
         if self.source.offset:
             return IndexBatch(map(self.source.offset.__add__, batch))
@@ -322,7 +334,9 @@ class InterleavedBatchSampler(Sampler[list[int]]):
         source = self.sources[step.callback + 1]
         plan = self.schedule.callbacks[step.callback]
         size, length = plan.batch_size, source.length
-        reader = source.reader(step.first_batch * size, self.sharding, "in one pass")
+        replicas = self.sharding.num_replicas
+        chunk = -(-size // replicas) if source.split == "contiguous" else None
+        reader = source.reader(step.first_batch * size, self.sharding, "in one pass", chunk=chunk)
         for position in range(step.first_batch, plan.batches_per_pass):
             batch = reader.read(position * size, min(size, length - position * size))
             batch.source_index = step.callback + 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import itertools
 from collections.abc import Callable, Collection, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 from pydantic.dataclasses import dataclass
@@ -75,6 +75,11 @@ class SamplerIntervalConfig:
             multiple of n. Requires ``batch_size``.
         at_updates: run a pass after each of these updates (increasing, >= 1): evaluation
             points that no interval expresses, e.g. a training framework's own.
+        split: how each global batch of a pass is split over the ranks of a run with
+            ``num_replicas`` > 1: ``"strided"`` (rank ``r`` takes positions ``r, r + W,
+            ...``; parts differ by at most one) or ``"contiguous"`` (rank ``r`` takes the
+            ``r``-th chunk of ``batch_size / W``, as Accelerate shards: the ranks' parts,
+            gathered in rank order, are the batch in its order).
         batch_size: batch size of this pass (``None``: the main batch size in use).
         name: tag of this callback's batches (``None``: ``"callback{i}"``).
         cache: keep the batches of the first pass (of each iteration of the loader) in the
@@ -99,6 +104,7 @@ class SamplerIntervalConfig:
     name: str | None = None
     cache: bool = False
     at_updates: tuple[int, ...] | None = None
+    split: Literal["strided", "contiguous"] = "strided"
 
     @field_validator("every_n_epochs", "every_n_updates", "every_n_samples", "batch_size")
     @classmethod

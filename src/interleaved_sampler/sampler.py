@@ -301,6 +301,7 @@ def _sources(
     """One record per dataset of the run: the main one, then one per callback."""
     names = source_names([callback.name for callback in callbacks])
     samplers = [(train_sampler, train_collator), *((c.sampler, c.pipeline) for c in callbacks)]
+    splits = ["strided", *(c.split for c in callbacks)]
     datasets = [
         dataset_of(sampler, name) for (sampler, _), name in zip(samplers, names, strict=True)
     ]
@@ -315,8 +316,8 @@ def _sources(
             )
     offsets = [sum(len(dataset) for dataset in datasets[:i]) for i in range(len(datasets))]
     return [
-        Source(sampler, name, dataset, offset, length, collate_fn)
-        for (sampler, collate_fn), name, dataset, offset, length in zip(
-            samplers, names, datasets, offsets, lengths, strict=True
+        Source(sampler, name, dataset, offset, length, collate_fn, split)
+        for (sampler, collate_fn), name, dataset, offset, length, split in zip(
+            samplers, names, datasets, offsets, lengths, splits, strict=True
         )
     ]

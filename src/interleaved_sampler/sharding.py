@@ -68,6 +68,21 @@ class Sharding:
         padding = first + self.rank % size
         return range(padding, padding + 1)
 
+    def chunk(self, first: int, size: int, per_rank: int) -> range:
+        """The positions this rank loads of the global batch ``[first, first + size)`` when
+        batches are split into contiguous chunks of ``per_rank`` (rank ``r`` takes the
+        ``r``-th chunk; past the batch's end it gets one position of the batch: padding).
+
+        Example:
+            >>> Sharding(3, 1).chunk(first=6, size=5, per_rank=2), Sharding(3, 2).chunk(6, 3, 2)
+            (range(8, 10), range(8, 9))
+        """
+        start = first + self.rank * per_rank
+        if start < first + size:
+            return range(start, min(start + per_rank, first + size))
+        padding = first + self.rank % size
+        return range(padding, padding + 1)
+
     def pads(self, first: int, size: int) -> bool:
         """Whether this rank's part of the batch ``[first, first + size)`` is padding."""
         return first + (self.rank - first) % self.num_replicas >= first + size

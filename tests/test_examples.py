@@ -84,3 +84,10 @@ def test_lightning_datamodule_example_cli(capsys: pytest.CaptureFixture[str]) ->
     assert outcome.global_step == 12
     out = capsys.readouterr().out
     assert "step   4  val_loss/dataloader_idx_0" in out and "global_step 12" in out
+
+
+def test_hf_trainer_example_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    trainer = load_example("hf_trainer").main(["--output", str(tmp_path), "--epochs", "1"])
+    assert trainer.state.global_step == 12
+    out = capsys.readouterr().out
+    assert "step   5  eval_a_loss" in out and "global_step 12" in out

@@ -1,0 +1,195 @@
+"""Hugging Face ``Trainer`` -> ``InterleavedTrainer``: one word changed, one worker pool.
+
+    python examples/hf_trainer.py             # InterleavedTrainer
+    python examples/hf_trainer.py --plain     # the same arguments with Trainer
+    torchrun --standalone --nproc-per-node=2 examples/hf_trainer.py   # 2 processes (gloo)
+    python examples/hf_trainer.py --save-steps 5 --output runs/hf      # checkpoints
+    python examples/hf_trainer.py --resume runs/hf/checkpoint-5
+
+A tiny regression model (no downloads), a train set of 90 samples and two eval sets (a dict),
+evaluated every ``--eval-steps`` optimizer steps. With ``InterleavedTrainer`` the train set
+and both eval sets are loaded by one pool of ``--workers`` workers, started once; the
+printed ``log_history`` is ``Trainer``'s, bit for bit (the train sampler is deterministic
+here: ``_get_train_sampler`` is overridden with a ``SeededRandomSampler``, and such an
+override is what ``InterleavedTrainer`` uses too).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import Trainer, TrainingArguments
+
+from interleaved_sampler import SeededRandomSampler
+from interleaved_sampler.integrations.transformers import InterleavedTrainer
+
+# log_history entries measured in seconds: they differ between any two runs
+TIMINGS = ("runtime", "per_second")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One run.
+
+    Args:
+        plain: ``Trainer`` instead of ``InterleavedTrainer``.
+        epochs: ``num_train_epochs``.
+        max_steps: ``max_steps`` (-1: from the epochs).
+        batch_size: ``per_device_train_batch_size``.
+        eval_batch_size: ``per_device_eval_batch_size``.
+        eval_strategy: ``"steps"`` or ``"epoch"``.
+        eval_steps: ``eval_steps`` (optimizer steps).
+        accumulation: ``gradient_accumulation_steps``.
+        workers: ``dataloader_num_workers`` (spawn).
+        output: ``output_dir``.
+        save_steps: save a checkpoint every this many steps (0: none).
+        resume: a checkpoint folder to continue from.
+        ignore_data_skip: ``ignore_data_skip``.
+        learning_rate: ``learning_rate`` (0: the weights stay as initialized).
+        json: write ``log_history`` (without timings) to ``output/history.json``.
+    """
+
+    plain: bool = False
+    epochs: float = 2
+    max_steps: int = -1
+    batch_size: int = 8
+    eval_batch_size: int = 2
+    eval_strategy: str = "steps"
+    eval_steps: int = 5
+    accumulation: int = 1
+    workers: int = 0
+    output: Path = Path("runs/hf_trainer")
+    save_steps: int = 0
+    resume: Path | None = None
+    ignore_data_skip: bool = False
+    learning_rate: float = 0.05
+    json: bool = False
+
+
+def regression(size: int, seed: int) -> list[dict[str, torch.Tensor]]:
+    """``size`` samples ``{"x": 4 features, "labels": sin(x @ w)}``."""
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(size, 4, generator=generator)
+    y = torch.sin(x @ torch.linspace(-1, 1, 4)) * 10
+    return [{"x": row, "labels": label} for row, label in zip(x, y, strict=True)]
+
+
+class Regression(torch.nn.Module):
+    """A small MLP returning ``{"loss", "logits"}`` as ``transformers`` models do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = torch.nn.Sequential(
+            torch.nn.Linear(4, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1)
+        )
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, Any]:
+        out = self.net(x).squeeze(-1)
+        loss = torch.nn.functional.mse_loss(out, labels) if labels is not None else None
+        return {"loss": loss, "logits": out}
+
+
+class SeededSampling:
+    """``_get_train_sampler`` overridden: a deterministic order (``Trainer``'s default,
+    ``RandomSampler``, draws from the global generator, which plain eval loaders draw from
+    too)."""
+
+    train_dataset: Any
+
+    def _get_train_sampler(self, train_dataset: Any = None) -> SeededRandomSampler:
+        return SeededRandomSampler(train_dataset or self.train_dataset, seed=0)
+
+
+class SeededTrainer(SeededSampling, Trainer):
+    """``Trainer`` with the deterministic train sampler."""
+
+
+class SeededInterleavedTrainer(SeededSampling, InterleavedTrainer):
+    """``InterleavedTrainer`` with the deterministic train sampler."""
+
+
+def arguments(config: RunConfig) -> TrainingArguments:
+    return TrainingArguments(
+        output_dir=str(config.output),
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.eval_batch_size,
+        gradient_accumulation_steps=config.accumulation,
+        eval_strategy=config.eval_strategy,
+        eval_steps=config.eval_steps,
+        save_strategy="steps" if config.save_steps else "no",
+        save_steps=config.save_steps or 500,
+        logging_steps=1,
+        learning_rate=config.learning_rate,
+        dataloader_num_workers=config.workers,
+        dataloader_multiprocessing_context="spawn" if config.workers else None,
+        ignore_data_skip=config.ignore_data_skip,
+        report_to=[],
+        use_cpu=True,
+        disable_tqdm=True,
+        seed=0,
+    )
+
+
+def run(config: RunConfig, trainer_class: type[Trainer] | None = None) -> Trainer:
+    """Train (or continue from ``config.resume``) and return the trainer."""
+    trainer_class = trainer_class or (SeededTrainer if config.plain else SeededInterleavedTrainer)
+    trainer = trainer_class(
+        model=Regression(),
+        args=arguments(config),
+        train_dataset=regression(90, 0),
+        eval_dataset={"a": regression(7, 1), "b": regression(12, 2)},
+    )
+    trainer.train(resume_from_checkpoint=str(config.resume) if config.resume else None)
+    if config.json and trainer.is_world_process_zero():
+        config.output.mkdir(parents=True, exist_ok=True)
+        (config.output / "history.json").write_text(json.dumps(history(trainer)))
+    return trainer
+
+
+def history(trainer: Trainer) -> list[dict[str, float]]:
+    """``log_history`` without what depends on the clock."""
+    return [
+        {k: v for k, v in entry.items() if not any(t in k for t in TIMINGS)}
+        for entry in trainer.state.log_history
+    ]
+
+
+def main(argv: list[str] | None = None) -> Trainer:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    defaults = RunConfig()
+    parser.add_argument("--plain", action="store_true")
+    parser.add_argument("--epochs", type=float, default=defaults.epochs)
+    parser.add_argument("--max-steps", type=int, default=defaults.max_steps)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--eval-batch-size", type=int, default=defaults.eval_batch_size)
+    parser.add_argument("--eval-strategy", default=defaults.eval_strategy)
+    parser.add_argument("--eval-steps", type=int, default=defaults.eval_steps)
+    parser.add_argument("--accumulation", type=int, default=defaults.accumulation)
+    parser.add_argument("--workers", type=int, default=defaults.workers)
+    parser.add_argument("--output", type=Path, default=defaults.output)
+    parser.add_argument("--save-steps", type=int, default=defaults.save_steps)
+    parser.add_argument("--resume", type=Path, default=None)
+    parser.add_argument("--ignore-data-skip", action="store_true")
+    parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
+    parser.add_argument("--json", action="store_true")
+    trainer = run(RunConfig(**vars(parser.parse_args(argv))))
+    if trainer.is_world_process_zero():
+        for entry in history(trainer):
+            evals = {k: v for k, v in entry.items() if k.startswith("eval_") and k.endswith("loss")}
+            if evals:
+                shown = ", ".join(f"{k} {v:.6f}" for k, v in evals.items())
+                print(f"step {entry['step']:3d}  {shown}")
+        print(f"global_step {trainer.state.global_step}")
+    return trainer
+
+
+if __name__ == "__main__":
+    main()

@@ -63,6 +63,17 @@ def run_of(scenario: Scenario) -> tuple[InterleavedSampler, list[Row]] | None:
     return sampler, model_rows(scenario, sampler)
 
 
+def run_and_position(
+    scenario: Scenario, data: Any
+) -> tuple[InterleavedSampler, list[Row], int] | None:
+    """The run of ``scenario``, its model and a drawn position ``k`` in it (None: invalid)."""
+    built = run_of(scenario)
+    if built is None:
+        return None
+    sampler, model = built
+    return sampler, model, data.draw(st.integers(0, len(model)), label="k")
+
+
 @SETTINGS
 @given(scenarios(min_main=0, cache=True))
 def test_the_loaders_asked_in_schedule_order_yield_the_run(scenario: Scenario) -> None:
@@ -83,11 +94,10 @@ def test_the_loaders_asked_in_schedule_order_yield_the_run(scenario: Scenario) -
 @SETTINGS
 @given(scenarios(), st.data())
 def test_asking_out_of_turn_raises_and_loses_nothing(scenario: Scenario, data: Any) -> None:
-    built = run_of(scenario)
-    if built is None:
+    drawn = run_and_position(scenario, data)
+    if drawn is None:
         return
-    sampler, model = built
-    k = data.draw(st.integers(0, len(model)), label="k")
+    sampler, model, k = drawn
     loaders = sampler.get_loaders(tagged=True)
     loaders.load_state_dict({**loaders.state_dict(), "batches": k})
     names = list(loaders.evaluation)
@@ -114,11 +124,10 @@ def test_asking_out_of_turn_raises_and_loses_nothing(scenario: Scenario, data: A
 @SETTINGS
 @given(scenarios(), st.data())
 def test_the_state_round_trips_after_any_batch(scenario: Scenario, data: Any) -> None:
-    built = run_of(scenario)
-    if built is None:
+    drawn = run_and_position(scenario, data)
+    if drawn is None:
         return
-    sampler, model = built
-    k = data.draw(st.integers(0, len(model)), label="k")
+    sampler, model, k = drawn
     loaders = sampler.get_loaders(tagged=True)
     assert drive(loaders, model, 0, k) == model[:k]
     state = through_json(loaders.state_dict())

@@ -22,4 +22,4 @@ __all__ = [
     "SizedIterable",
     "TrainingProgress",
 ]
-__version__ = "0.2.0"  # the one place of the version: pyproject.toml reads it
+__version__ = "0.3.0"  # the one place of the version: pyproject.toml reads it

@@ -71,12 +71,16 @@ class RunConfig:
     json: bool = False
 
 
-def regression(size: int, seed: int) -> list[dict[str, torch.Tensor]]:
-    """``size`` samples ``{"x": 4 features, "labels": sin(x @ w)}``."""
+def regression(size: int, seed: int) -> list[dict[str, Any]]:
+    """``size`` samples ``{"x": 4 features, "labels": sin(x @ w), "id": i}``; the model takes
+    no ``id``, so ``Trainer`` removes it (``remove_unused_columns``)."""
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn(size, 4, generator=generator)
     y = torch.sin(x @ torch.linspace(-1, 1, 4)) * 10
-    return [{"x": row, "labels": label} for row, label in zip(x, y, strict=True)]
+    return [
+        {"x": row, "labels": label, "id": i}
+        for i, (row, label) in enumerate(zip(x, y, strict=True))
+    ]
 
 
 class Regression(torch.nn.Module):

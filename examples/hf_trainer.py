@@ -197,3 +197,6 @@ def main(argv: list[str] | None = None) -> Trainer:
 
 if __name__ == "__main__":
     main()
+    if torch.distributed.is_initialized():  # end the group on every rank together
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()

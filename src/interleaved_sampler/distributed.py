@@ -237,11 +237,13 @@ def _first_of_each_index(index: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class _Shard:
-    """A sampler that shards: which one, and its ``num_replicas`` and ``rank``."""
+    """What shards: a sampler (per-rank samplers) or the interleaved sampler itself (one
+    global schedule), and its ``num_replicas`` and ``rank``."""
 
     sampler: str
     num_replicas: int
     rank: int
+    is_sampler: bool = True
 
 
 @dataclass(frozen=True)
@@ -263,7 +265,7 @@ def _sharding(sampler: InterleavedSampler) -> tuple[_Shard, ...]:
     the samplers that shard (per-rank samplers), main first."""
     if sampler.sharding.is_sharded:  # its samplers are global: checked at construction
         sharding = sampler.sharding
-        return (_Shard("interleaved sampler", sharding.num_replicas, sharding.rank),)
+        return (_Shard("interleaved sampler", sharding.num_replicas, sharding.rank, False),)
     samplers = [sampler.main_sampler, *(c.sampler for c in sampler.extra_samplers)]
     shards = []
     for name, each in zip(sampler.source_names, samplers, strict=True):
@@ -290,7 +292,7 @@ def _sharding_problems(facts: Sequence[_RankFacts], world: int) -> list[str]:
         for shard in rank.shards:
             if shard.num_replicas != world or shard.rank != rank.rank:
                 fix = f"use num_replicas={world}, rank={rank.rank}"
-                if shard.sampler != "interleaved sampler" and shard.num_replicas == 1:
+                if shard.is_sampler and shard.num_replicas == 1:
                     fix += (
                         ", or keep the sampler global and give InterleavedSampler(..., "
                         f"num_replicas={world}, rank={rank.rank}) (one global schedule)"

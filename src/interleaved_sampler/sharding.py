@@ -62,11 +62,10 @@ class Sharding:
 
     def part(self, first: int, size: int) -> range:
         """The positions this rank loads of the global batch ``[first, first + size)``."""
-        start = first + (self.rank - first) % self.num_replicas
+        start = self.first_position(first)
         if start < first + size:
             return range(start, first + size, self.num_replicas)
-        padding = first + self.rank % size
-        return range(padding, padding + 1)
+        return self._padding(first, size)
 
     def chunk(self, first: int, size: int, per_rank: int) -> range:
         """The positions this rank loads of the global batch ``[first, first + size)`` when
@@ -80,17 +79,22 @@ class Sharding:
         start = first + self.rank * per_rank
         if start < first + size:
             return range(start, min(start + per_rank, first + size))
-        padding = first + self.rank % size
-        return range(padding, padding + 1)
+        return self._padding(first, size)
 
     def pads(self, first: int, size: int) -> bool:
-        """Whether this rank's part of the batch ``[first, first + size)`` is padding."""
-        return first + (self.rank - first) % self.num_replicas >= first + size
+        """Whether this rank's (strided) part of the batch ``[first, first + size)`` is
+        padding."""
+        return self.first_position(first) >= first + size
 
     def first_position(self, position: int) -> int:
         """This rank's first position at or after ``position`` (where its strided read of an
         order resumes)."""
         return position + (self.rank - position) % self.num_replicas
+
+    def _padding(self, first: int, size: int) -> range:
+        """One position of the batch, for a rank past its end."""
+        padding = first + self.rank % size
+        return range(padding, padding + 1)
 
 
 UNSHARDED = Sharding()

@@ -35,7 +35,7 @@ from transformers import Trainer
 from transformers.trainer_utils import IntervalStrategy, get_last_checkpoint
 
 from interleaved_sampler.config import InterleavedSamplerConfig, SamplerIntervalConfig
-from interleaved_sampler.integrations.steps import update_of_step
+from interleaved_sampler.integrations.steps import steps_per_epoch, update_of_step
 from interleaved_sampler.protocols import SizedIterable
 from interleaved_sampler.sampler import InterleavedSampler
 from interleaved_sampler.schedule import EpochStructure
@@ -146,7 +146,8 @@ class InterleavedTrainer(Trainer):
         if self.train_dataset is None:
             raise ValueError("Trainer: training requires a train_dataset.")
         self._close()  # a new run (auto_find_batch_size calls again)
-        return _TrainView(self)
+        collator, sampler = self._train_parts()
+        return _TrainView(self, collator, sampler)
 
     def _train_parts(self) -> tuple[Any, SizedIterable]:
         """The train collator and sampler (over the train dataset with its unused columns
@@ -170,8 +171,8 @@ class InterleavedTrainer(Trainer):
             self.data_collator, description=description
         )
 
-    def _updates_per_epoch(self) -> int:
-        _, sampler = self._train_parts()
+    def _updates_per_epoch(self, sampler: SizedIterable) -> int:
+        """Training batches per epoch of the global run (what ``Trainer`` reads as ``len``)."""
         structure = EpochStructure.create(
             len(sampler),
             self._train_batch_size * self.args.world_size,
@@ -179,19 +180,17 @@ class InterleavedTrainer(Trainer):
         )
         return structure.updates_per_epoch
 
-    def _start_run(self) -> InterleavedLoaders:
+    def _start_run(self, collator: Any, sampler: SizedIterable) -> InterleavedLoaders:
         """Build the run now that ``Trainer`` has computed ``max_steps`` and ``eval_steps``,
         and place it where a resume continues."""
         if self._loaders is not None:
             return self._loaders
-        collator, sampler = self._train_parts()
-        world, per_epoch = self.args.world_size, self._updates_per_epoch()
+        world, per_epoch = self.args.world_size, self._updates_per_epoch(sampler)
         accumulation = self.args.gradient_accumulation_steps
         base_step, base_update = 0, 0
         if self._resume is not None and self._resume.steps_done:  # ignore_data_skip
-            steps_per_epoch = -(-per_epoch // accumulation)
             base_step = self._resume.steps_done
-            base_update = base_step // steps_per_epoch * per_epoch
+            base_update = base_step // steps_per_epoch(per_epoch, accumulation) * per_epoch
 
         def update(step: int) -> int:
             return base_update + update_of_step(step - base_step, per_epoch, accumulation)
@@ -336,16 +335,16 @@ class _TrainView:
     """The train loader ``Trainer`` iterates: one epoch of the run per ``iter()``; the run is
     built at the first (when ``Trainer`` knows ``max_steps``)."""
 
-    def __init__(self, trainer: InterleavedTrainer) -> None:
-        self._trainer = trainer
+    def __init__(self, trainer: InterleavedTrainer, collator: Any, sampler: SizedIterable) -> None:
+        self._trainer, self._collator, self._sampler = trainer, collator, sampler
         self.dataset = trainer.train_dataset
-        self._length = trainer._updates_per_epoch()
+        self._length = trainer._updates_per_epoch(sampler)
 
     def __len__(self) -> int:
         return self._length
 
     def __iter__(self) -> Iterator[Any]:
-        return iter(self._trainer._start_run().train)
+        return iter(self._trainer._start_run(self._collator, self._sampler).train)
 
 
 class _EvalView(DataLoaderStateMixin):  # type: ignore[misc]

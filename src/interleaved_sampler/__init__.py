@@ -8,6 +8,7 @@ from interleaved_sampler.sampler import InterleavedSampler, SamplerOutput
 from interleaved_sampler.samplers import SeededRandomSampler
 from interleaved_sampler.schedule import TrainingProgress
 from interleaved_sampler.split import InterleavedLoaders, OutOfTurnError
+from interleaved_sampler.stream import Stream
 
 __all__ = [
     "InterleavedBatch",
@@ -20,6 +21,7 @@ __all__ = [
     "SamplerOutput",
     "SeededRandomSampler",
     "SizedIterable",
+    "Stream",
     "TrainingProgress",
 ]
 __version__ = "0.3.0"  # the one place of the version: pyproject.toml reads it

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any, Protocol
@@ -28,7 +28,21 @@ from interleaved_sampler.schedule import (
     TrainingSpan,
 )
 from interleaved_sampler.sharding import UNSHARDED, Sharding
-from interleaved_sampler.state import PER_RANK_REPLICAS, make_state, read_state
+from interleaved_sampler.state import (
+    PER_RANK_REPLICAS,
+    STREAM,
+    STREAM_COPIES,
+    make_state,
+    read_state,
+)
+from interleaved_sampler.stream import (
+    CopyState,
+    EmptySlot,
+    Stream,
+    StreamBatch,
+    read_copy_states,
+    stream_processes,
+)
 
 _END = object()
 
@@ -214,6 +228,12 @@ class InterleavedBatchSampler(Sampler[list[int]]):
     update, every due callback gets one full pass. ``len()`` is exact and computed by the
     schedule, without iterating anything.
 
+    A stream's training batches are :class:`~interleaved_sampler.stream.StreamBatch` tokens
+    (training batch ``u`` from copy ``u mod W``, ``W = max(1, workers)``); with ``W > 1``
+    each is preceded by the :class:`~interleaved_sampler.stream.EmptySlot` items that make
+    torch's round-robin hand it to the worker of its copy (not counted by ``len()``, dropped
+    by the loader).
+
     It implements the state protocol: :meth:`state_dict` is the position after the batches
     it has produced, and :meth:`load_state_dict` makes the next ``iter()`` continue from
     such a position.
@@ -224,6 +244,8 @@ class InterleavedBatchSampler(Sampler[list[int]]):
             ``schedule.callbacks``.
         tagged: attach its :class:`~interleaved_sampler.schedule.BatchTag` to every batch.
         sharding: which part of every global batch this rank yields (default: all of it).
+        workers: the ``num_workers`` of the loader it is iterated in (streams only: each
+            worker has its own copy of the stream).
 
     Reading ``batch_size`` raises ``TypeError``: it is how Accelerate and Lightning detect
     a batch sampler they may re-batch or re-shard, which would break the schedule.
@@ -237,46 +259,74 @@ class InterleavedBatchSampler(Sampler[list[int]]):
         sources: Sequence[Source],
         tagged: bool = False,
         sharding: Sharding = UNSHARDED,
+        workers: int = 0,
     ) -> None:
         self.schedule = schedule
         self.sources = list(sources)
         self.tagged = tagged
         self.sharding = sharding
+        self.workers = workers
+        self.copies = max(1, workers) if schedule.structure.stream else 1
         self.names = [source.name for source in self.sources]
         self.fingerprint = schedule.fingerprint(self.names)
         self.fingerprint["samplers"] = [sampler_identity(source.sampler) for source in sources]
         per_rank = [(shard_of(source.sampler) or (1, 0))[0] for source in self.sources]
         if max(per_rank) > 1:  # per-rank samplers: the schedule is this rank's alone
             self.fingerprint[PER_RANK_REPLICAS] = per_rank
+        if schedule.structure.stream:  # the copies' positions depend on both
+            processes = stream_processes(sharding.num_replicas)
+            self.fingerprint[STREAM] = {"workers": workers, "processes": processes}
         self._produced = 0
         self._resume_at = 0
         self._restart_epoch_order = False
+        self._resume_copies: list[CopyState | None] = [None] * self.copies
 
     def __len__(self) -> int:
         return self.schedule.num_batches
 
-    def __iter__(self) -> Iterator[IndexBatch]:
+    def __iter__(self) -> Iterator[IndexBatch | StreamBatch | EmptySlot]:
         # The resume position is taken when the first batch is asked for, not at iter():
         # DataLoader iterators call iter() on their batch sampler twice when they start.
         start, self._resume_at = self._resume_at, 0
         restart, self._restart_epoch_order = self._restart_epoch_order, False
+        copies, self._resume_copies = self._resume_copies, [None] * self.copies
         self._produced = start
         if start:  # a position kept at shutdown is checked when a run resumes from it
             self.check_resumable(self.schedule.seek(start), restart)
-        epoch = _EpochReader(self.sources[0], self.schedule, self.sharding, restart)
+        training = self._training_reader(restart, copies)
+        slots = 0  # items yielded: torch hands item s to worker s mod num_workers
         for step in self.schedule.steps(self.schedule.seek(start)):
             if isinstance(step, TrainingSpan):
-                batches = epoch.batches(step, self.tagged)
+                batches = training.batches(step, self.tagged)
             else:
                 batches = self._callback_pass(step)
             for batch in batches:
+                if isinstance(batch, StreamBatch):  # to the worker of its copy
+                    for _ in range((batch.stream_copy - slots) % self.copies):
+                        slots += 1
+                        yield EmptySlot()
                 self._produced += 1
+                slots += 1
                 yield batch
+
+    def _training_reader(
+        self, restart: bool, copies: list[CopyState | None]
+    ) -> _EpochReader | _StreamReader:
+        source = self.sources[0]
+        if isinstance(source.sampler, Stream):
+            return _StreamReader(source, self.schedule, self.sharding, self.workers, copies)
+        return _EpochReader(source, self.schedule, self.sharding, restart)
 
     @property
     def resume_position(self) -> int:
         """The batches before the position the next ``iter()`` starts at (0: the start)."""
         return self._resume_at
+
+    @property
+    def resume_copies(self) -> list[CopyState | None]:
+        """A stream's copies' states at the position the next ``iter()`` starts at, where
+        known (one per copy; ``None``: replayed to it)."""
+        return list(self._resume_copies)
 
     def state_dict(self) -> dict[str, Any]:
         """The position after the batches produced so far (plain, JSON-able data)."""
@@ -297,24 +347,54 @@ class InterleavedBatchSampler(Sampler[list[int]]):
                 position inside an epoch (or a pass) whose sampler does not repeat its
                 order.
         """
-        self.load_position(self.batches_of(state), restart_epoch_order=restart_epoch_order)
+        self.load_position(
+            self.batches_of(state),
+            restart_epoch_order=restart_epoch_order,
+            copies=_stream_records(state),
+        )
 
-    def load_position(self, batches: int, *, restart_epoch_order: bool = False) -> None:
+    def load_position(
+        self, batches: int, *, restart_epoch_order: bool = False, copies: object = None
+    ) -> None:
         """Make the next ``iter()`` continue after the first ``batches`` batches of the run
-        (what :meth:`load_state_dict` does with the position of a state)."""
-        self.check_resumable(self.schedule.seek(batches), restart_epoch_order)
-        self.resume_at(batches, restart_epoch_order)
+        (what :meth:`load_state_dict` does with the position of a state).
+
+        Args:
+            batches: the batches of the run before the position.
+            restart_epoch_order: see :meth:`load_state_dict`.
+            copies: a stream's copies' records at the position (a state's ``"stream"``
+                entry), to bring each copy there by its dataset's ``load_state_dict``
+                instead of replaying it; ``None``: replay.
+        """
+        position = self.schedule.seek(batches)
+        self.check_resumable(position, restart_epoch_order)
+        states: list[CopyState | None] = [None] * self.copies
+        if self.schedule.structure.stream:
+            states = read_copy_states(copies, position.update, self.copies, self._stream_size)
+        self.resume_at(batches, restart_epoch_order, states)
 
     def batches_of(self, state: dict[str, Any]) -> int:
         """The batches of this run before the position ``state`` names (see
         :func:`~interleaved_sampler.state.read_state` for the errors)."""
         return read_state(state, self.fingerprint, self.schedule, self.names)
 
-    def resume_at(self, batches: int, restart_epoch_order: bool = False) -> None:
+    def resume_at(
+        self,
+        batches: int,
+        restart_epoch_order: bool = False,
+        copies: Sequence[CopyState | None] | None = None,
+    ) -> None:
         """Make the next ``iter()`` continue after the first ``batches`` batches of the run,
-        without checking now that the samplers can replay them (the iteration checks)."""
+        without checking now that the samplers can replay them (the iteration checks);
+        ``copies``: a stream's copies' states there, where known."""
         self._resume_at = self._produced = batches
         self._restart_epoch_order = restart_epoch_order
+        self._resume_copies = list(copies or [None] * self.copies)
+
+    @property
+    def _stream_size(self) -> int:
+        """The samples of this rank's part of a training batch of a stream."""
+        return self.schedule.structure.batch_size // self.sharding.num_replicas
 
     def check_resumable(self, position: Position, restart_epoch_order: bool = False) -> None:
         """Raise unless the samplers can replay what a run from ``position`` skips (the
@@ -401,6 +481,7 @@ class CachingBatchSampler(InterleavedBatchSampler):
         cached: the indices of the cached callbacks.
         tagged: attach its :class:`~interleaved_sampler.schedule.BatchTag` to every batch.
         sharding: which part of every global batch this rank yields (default: all of it).
+        workers: the ``num_workers`` of the loader (streams only).
 
     Example:
         >>> from torch.utils.data import SequentialSampler
@@ -426,19 +507,21 @@ class CachingBatchSampler(InterleavedBatchSampler):
         cached: set[int] | frozenset[int],
         tagged: bool = False,
         sharding: Sharding = UNSHARDED,
+        workers: int = 0,
     ) -> None:
-        super().__init__(schedule, sources, tagged, sharding)
+        super().__init__(schedule, sources, tagged, sharding, workers)
         self.cached = frozenset(cached)
         # One queue for the sampler's lifetime: a loader holds it while iterating.
         self.passes: deque[CachedPass] = deque()
         self._first_passes: dict[int, list[IndexBatch]] = {}
         self._loaded = 0
 
-    def __iter__(self) -> Iterator[IndexBatch]:
+    def __iter__(self) -> Iterator[IndexBatch | StreamBatch | EmptySlot]:
         self.passes.clear()
         self._first_passes, self._loaded = {}, 0
         for batch in super().__iter__():
-            self._loaded += 1
+            if not isinstance(batch, EmptySlot):  # the loader drops them before the cache
+                self._loaded += 1
             yield batch
 
     def _callback_pass(self, step: CallbackPass) -> Iterator[IndexBatch]:
@@ -518,3 +601,42 @@ class _EpochReader:
             position, self.sharding, f"in epoch {epoch}", used=self.structure.samples_per_epoch
         )
         return self.reader
+
+
+class _StreamReader:
+    """The training batches of a stream: tokens that the worker of their copy loads.
+
+    Training batch ``u`` is the next ``size`` samples of copy ``u mod copies``, which gave
+    ``u div copies`` batches before it; the first batch of each copy in an iteration
+    carries the copy's state there, where known.
+    """
+
+    def __init__(
+        self,
+        source: Source,
+        schedule: Schedule,
+        sharding: Sharding,
+        workers: int,
+        copies: Sequence[CopyState | None],
+    ) -> None:
+        self.source, self.schedule, self.workers = source, schedule, workers
+        self.size = schedule.structure.batch_size // sharding.num_replicas
+        self.copies = max(1, workers)
+        self.pending = {state.copy: state for state in copies if state is not None}
+
+    def batches(self, span: TrainingSpan, tagged: bool) -> Iterator[StreamBatch]:
+        structure, per_pass = self.schedule.structure, self.schedule.updates_per_train_pass
+        for update in range(span.first_update, span.stop_update):
+            copy, before = update % self.copies, update // self.copies
+            batch = StreamBatch(
+                copy, self.workers, before * self.size, self.size, self.pending.pop(copy, None)
+            )
+            if tagged:
+                progress = structure.progress_at(update)
+                batch.tag = BatchTag(self.source.name, 0, progress, update, per_pass)
+            yield batch
+
+
+def _stream_records(state: object) -> object:
+    """A state's records of a stream's copies (``None`` if it has none)."""
+    return state.get(STREAM_COPIES) if isinstance(state, Mapping) else None

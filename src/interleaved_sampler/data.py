@@ -23,6 +23,7 @@ from torch.utils.data._utils.pin_memory import pin_memory
 from interleaved_sampler.checks import name_of
 from interleaved_sampler.config import source_names
 from interleaved_sampler.schedule import BatchTag, TrainingProgress
+from interleaved_sampler.stream import CopyState, EmptySlot, Stream, StreamBatch, StreamData
 
 CollateFn = Callable[[list[Any]], Any]
 
@@ -99,13 +100,17 @@ class SourceSamples:
     source_index: int
     tag: BatchTag | None = None
     indices: list[int] | None = None  # dataset-local indices, for tagged batches only
+    copy: CopyState | None = None  # a stream batch's copy after it (stateful datasets only)
 
 
 class InterleavedDataset(Dataset[Any]):
     """The concatenation of the main dataset and every callback dataset.
 
     Global index ``offsets[s] + j`` is item ``j`` of source ``s``. A batch is loaded with one
-    call to the source's ``__getitems__`` where it has one, else item by item.
+    call to the source's ``__getitems__`` where it has one, else item by item. A training
+    source that is a :class:`~interleaved_sampler.Stream` has no indices (length 0 here): its
+    batches are :class:`~interleaved_sampler.stream.StreamBatch` tokens, loaded from this
+    process's copy of the stream.
 
     Args:
         datasets: the main dataset first, then one per callback.
@@ -120,7 +125,7 @@ class InterleavedDataset(Dataset[Any]):
     def __init__(self, datasets: Sequence[Any], names: Sequence[str] | None = None) -> None:
         self.datasets = list(datasets)
         self.names = list(names or source_names([None] * (len(self.datasets) - 1)))
-        self.lengths = [len(dataset) for dataset in self.datasets]
+        self.lengths = [dataset_length(dataset) for dataset in self.datasets]
         self.offsets = [sum(self.lengths[:i]) for i in range(len(self.datasets))]
 
     def __len__(self) -> int:
@@ -130,7 +135,13 @@ class InterleavedDataset(Dataset[Any]):
         source = bisect.bisect_right(self.offsets, index) - 1
         return self.datasets[source][index - self.offsets[source]]
 
-    def __getitems__(self, indices: list[int]) -> SourceSamples:
+    def __getitems__(self, indices: list[int]) -> SourceSamples | EmptySlot:
+        if isinstance(indices, StreamBatch):
+            stream: Stream = self.datasets[0]
+            samples, copy = stream.load(indices)
+            return SourceSamples(samples, 0, indices.tag, None, copy)
+        if isinstance(indices, EmptySlot):
+            return indices
         source = getattr(indices, "source_index", None)
         if source is None:
             source = bisect.bisect_right(self.offsets, indices[0]) - 1
@@ -174,7 +185,9 @@ class InterleavedCollator:
         self.names = list(names or source_names([None] * (len(self.collate_fns) - 1)))
         self.tagged = tagged
 
-    def __call__(self, batch: SourceSamples) -> Any:
+    def __call__(self, batch: SourceSamples | EmptySlot) -> Any:
+        if isinstance(batch, EmptySlot):
+            return batch
         if not isinstance(batch, SourceSamples):
             raise TypeError(
                 "InterleavedCollator needs the SourceSamples that InterleavedDataset.__getitems__ "
@@ -190,9 +203,12 @@ class InterleavedCollator:
                 f"{name_of(collate_fn)}",
             )
             raise
-        if not self.tagged:
-            return data
-        if batch.tag is None or batch.indices is None:
+        if self.tagged:
+            data = self._tagged(data, batch)
+        return data if batch.copy is None else StreamData(data, batch.copy)
+
+    def _tagged(self, data: Any, batch: SourceSamples) -> InterleavedBatch:
+        if batch.tag is None:
             raise ValueError(
                 "a tagged loader got a batch without its tag: something between the batch "
                 "sampler and the workers re-batched the loader's batches into plain lists "
@@ -201,6 +217,11 @@ class InterleavedCollator:
                 "over the ranks with InterleavedSampler(..., num_replicas=, rank=) instead"
             )
         return InterleavedBatch.create(data, batch.tag, batch.indices)
+
+
+def dataset_length(dataset: Any) -> int:
+    """A dataset's length in the concatenation: ``len()``, and 0 for a stream (no indices)."""
+    return 0 if isinstance(dataset, Stream) else len(dataset)
 
 
 @dataclass(frozen=True, eq=False)
@@ -216,10 +237,13 @@ class InterleavedBatch:
             batch the work before it, for a callback pass the work at the update that
             triggered it (``TrainingProgress(0, 0, 0)`` in evaluation mode).
         batch_in_pass: position of the batch in its pass, from 0 (training batches: position
-            in the epoch).
-        batches_in_pass: number of batches of the pass (training batches: updates per epoch).
-        is_last_in_pass: whether this batch ends its pass (training batches: its epoch).
-        indices: the dataset-local indices of the batch's samples.
+            in the epoch; a stream's, which has no epochs: the updates before it).
+        batches_in_pass: number of batches of the pass (training batches: updates per epoch;
+            a stream's: the run's updates).
+        is_last_in_pass: whether this batch ends its pass (training batches: its epoch, or a
+            stream's run).
+        indices: the dataset-local indices of the batch's samples (``None`` for the training
+            batches of a stream, which has no indices).
 
     A run resumes exactly after training batch ``b`` (and the passes that follow it) with
     ``InterleavedSamplerConfig(..., start_update=b.progress.update + 1)``.
@@ -248,10 +272,10 @@ class InterleavedBatch:
     batch_in_pass: int
     batches_in_pass: int
     is_last_in_pass: bool
-    indices: list[int]
+    indices: list[int] | None
 
     @classmethod
-    def create(cls, data: Any, tag: BatchTag, indices: list[int]) -> InterleavedBatch:
+    def create(cls, data: Any, tag: BatchTag, indices: list[int] | None) -> InterleavedBatch:
         """The batch of collated ``data`` whose samples are ``indices``, tagged with ``tag``."""
         return cls(
             data,

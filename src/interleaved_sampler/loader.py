@@ -10,7 +10,8 @@ from torch.utils.data import DataLoader
 
 from interleaved_sampler.batching import CachingBatchSampler, InterleavedBatchSampler
 from interleaved_sampler.cache import PassCache
-from interleaved_sampler.state import make_state
+from interleaved_sampler.state import STREAM_COPIES, make_state
+from interleaved_sampler.stream import CopyState, EmptySlot, StreamData
 
 
 class InterleavedDataLoader(DataLoader[Any]):
@@ -26,7 +27,8 @@ class InterleavedDataLoader(DataLoader[Any]):
     :class:`~interleaved_sampler.batching.CachingBatchSampler`: the workers load only the
     first pass over each (per iteration), and the iterator serves copies of its batches
     in place of the later passes (see ``docs/cache.md``); :attr:`cache_bytes` is what the
-    cache holds.
+    cache holds. Over a :class:`~interleaved_sampler.Stream` it drops the empty dispatch
+    slots and keeps the state of each copy's dataset after its last consumed batch.
 
     Example:
         >>> from torch.utils.data import SequentialSampler
@@ -50,15 +52,19 @@ class InterleavedDataLoader(DataLoader[Any]):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._consumed = 0
+        self._copies: list[CopyState | None] = []
         self._cache: PassCache | None = None
         self._iteration: weakref.ref[Iterator[Any]] | None = None
 
     def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
         # Read before the workers start: prefetching starts the batch sampler's iteration.
-        self._consumed = self.batch_sampler.resume_position
+        sampler = self.batch_sampler
+        self._consumed = sampler.resume_position
+        self._copies = sampler.resume_copies
         batches: Iterator[Any] = super().__iter__()
         self._iteration = weakref.ref(batches)  # weak: dropping the loop's iterator frees it
-        sampler = self.batch_sampler
+        if sampler.copies > 1:
+            batches = (batch for batch in batches if not isinstance(batch, EmptySlot))
         if isinstance(sampler, CachingBatchSampler):
             self._cache = PassCache([plan.batches_per_pass for plan in sampler.schedule.callbacks])
             batches = self._cache.interleave(batches, sampler.passes)
@@ -108,12 +114,18 @@ class InterleavedDataLoader(DataLoader[Any]):
     def _count_consumed(self, batches: Iterator[Any]) -> Iterator[Any]:
         for batch in batches:
             self._consumed += 1
+            if isinstance(batch, StreamData):  # a stream batch with its copy's state
+                self._copies[batch.state.copy] = batch.state
+                batch = batch.data
             yield batch
 
     def state_dict(self) -> dict[str, Any]:
         """The position after the batches the loop has consumed (plain, JSON-able data)."""
         sampler = self.batch_sampler
-        return make_state(sampler.fingerprint, sampler.schedule, sampler.names, self._consumed)
+        state = make_state(sampler.fingerprint, sampler.schedule, sampler.names, self._consumed)
+        if any(copy is not None for copy in self._copies):
+            state[STREAM_COPIES] = [None if c is None else c.as_dict() for c in self._copies]
+        return state
 
     def load_state_dict(self, state: dict[str, Any], *, restart_epoch_order: bool = False) -> None:
         """Make the next ``iter()`` yield the rest of the run after the position ``state``.
@@ -128,16 +140,23 @@ class InterleavedDataLoader(DataLoader[Any]):
                 cannot replay the order its position needs (see the batch sampler's).
         """
         batches = self.batch_sampler.batches_of(state)
-        self.load_position(batches, restart_epoch_order=restart_epoch_order)
+        self.load_position(
+            batches, restart_epoch_order=restart_epoch_order, copies=state.get(STREAM_COPIES)
+        )
 
-    def load_position(self, batches: int, *, restart_epoch_order: bool = False) -> None:
+    def load_position(
+        self, batches: int, *, restart_epoch_order: bool = False, copies: object = None
+    ) -> None:
         """Make the next ``iter()`` yield the rest of the run after its first ``batches``
-        batches (what :meth:`load_state_dict` does with the position of a state)."""
-        self.batch_sampler.load_position(batches, restart_epoch_order=restart_epoch_order)
-        self._consumed = batches
+        batches (what :meth:`load_state_dict` does with the position of a state; ``copies``:
+        a stream's copies' records, see :meth:`InterleavedBatchSampler.load_position
+        <interleaved_sampler.batching.InterleavedBatchSampler.load_position>`)."""
+        sampler = self.batch_sampler
+        sampler.load_position(batches, restart_epoch_order=restart_epoch_order, copies=copies)
+        self._consumed, self._copies = batches, sampler.resume_copies
 
     def keep_position(self) -> None:
         """Make the next ``iter()`` continue after the batches consumed so far (as loading
         :meth:`state_dict` does, but without checking now that the samplers can replay the
         position: an iteration that resumes from it checks)."""
-        self.batch_sampler.resume_at(self._consumed)
+        self.batch_sampler.resume_at(self._consumed, copies=self._copies or None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, IterableDataset
 
 from interleaved_sampler.batching import CachingBatchSampler, InterleavedBatchSampler, Source
 from interleaved_sampler.checks import (
@@ -21,7 +21,7 @@ from interleaved_sampler.config import (
     SamplerIntervalConfig,
     source_names,
 )
-from interleaved_sampler.data import InterleavedCollator, InterleavedDataset
+from interleaved_sampler.data import InterleavedCollator, InterleavedDataset, dataset_length
 from interleaved_sampler.loader import InterleavedDataLoader
 from interleaved_sampler.protocols import SizedIterable
 from interleaved_sampler.samplers import dataset_of, shard_of, shuffles
@@ -32,6 +32,7 @@ from interleaved_sampler.schedule import (
 )
 from interleaved_sampler.sharding import Sharding, check_sharding
 from interleaved_sampler.split import InterleavedLoaders
+from interleaved_sampler.stream import Stream
 
 # DataLoader arguments that the interleaved sampler owns.
 _OWNED_LOADER_ARGS = frozenset(
@@ -54,7 +55,9 @@ class InterleavedSampler:
     every callback that is due, in exactly the order the training loop consumes them.
 
     Args:
-        train_sampler: sampler of the main (training) dataset, e.g. ``SeededRandomSampler``.
+        train_sampler: sampler of the main (training) dataset, e.g. ``SeededRandomSampler``,
+            or a :class:`~interleaved_sampler.Stream` over an ``IterableDataset`` (bounded
+            by ``max_updates``/``max_samples``; see ``docs/streams.md``).
         config: batching, stop limits and start position of the main sampler.
         train_collator: collate function of training batches (``None``: ``default_collate``).
         callback_samplers: when to run a pass over which other dataset, in this order.
@@ -81,7 +84,7 @@ class InterleavedSampler:
 
     def __init__(
         self,
-        train_sampler: SizedIterable,
+        train_sampler: SizedIterable | Stream,
         config: InterleavedSamplerConfig,
         train_collator: Callable[..., Any] | None = None,
         callback_samplers: Sequence[SamplerIntervalConfig] | None = None,
@@ -105,7 +108,7 @@ class InterleavedSampler:
         )
         self.schedule = Schedule.for_configs(
             config,
-            self.sources[0].length,
+            None if self.is_stream else self.sources[0].length,
             [
                 (callback, source.length)
                 for callback, source in zip(callbacks, self.sources[1:], strict=True)
@@ -120,6 +123,11 @@ class InterleavedSampler:
             self.schedule, self.sources, sharding=self.sharding
         )
         self.batch_sampler.check_resumable(self.schedule.first_position)
+
+    @property
+    def is_stream(self) -> bool:
+        """Whether the training source is a :class:`~interleaved_sampler.Stream`."""
+        return isinstance(self.main_sampler, Stream)
 
     @property
     def num_replicas(self) -> int:
@@ -143,6 +151,11 @@ class InterleavedSampler:
         return start.epoch, start.update, start.sample
 
     def __iter__(self) -> Iterator[SamplerOutput]:
+        if self.is_stream:
+            raise TypeError(
+                "a run whose training source is a Stream has no training indices to iterate; "
+                "load it with get_data_loader() or get_loaders()"
+            )
         for batch in self.batch_sampler:
             last = len(batch) - 1
             for position, index in enumerate(batch):
@@ -163,7 +176,8 @@ class InterleavedSampler:
         passes over them out of the loading, and the loader serves them from memory.
 
         Args:
-            num_workers: number of worker processes (0: load in the main process).
+            num_workers: number of worker processes (0: load in the main process); over a
+                stream, each iterates its own copy of it.
             pin_memory: copy batches into pinned memory.
             tagged: yield :class:`~interleaved_sampler.data.InterleavedBatch` objects (the
                 collated batch as ``.data``, with its source, the training progress and its
@@ -188,13 +202,14 @@ class InterleavedSampler:
             )
         batch_sampler, collator = self.batch_sampler, self.collator
         cached = {i for i, callback in enumerate(self.extra_samplers) if callback.cache}
+        workers = num_workers if self.is_stream else 0  # a stream's copies
         if cached:
             batch_sampler = CachingBatchSampler(
-                self.schedule, self.sources, cached, tagged, self.sharding
+                self.schedule, self.sources, cached, tagged, self.sharding, workers
             )
-        elif tagged:
+        elif tagged or workers:
             batch_sampler = InterleavedBatchSampler(
-                self.schedule, self.sources, tagged=True, sharding=self.sharding
+                self.schedule, self.sources, tagged, self.sharding, workers
             )
         if tagged:
             collator = InterleavedCollator(collator.collate_fns, self.source_names, tagged=True)
@@ -250,7 +265,12 @@ def _check_arguments(
 ) -> list[SamplerIntervalConfig]:
     """Check the constructor's argument types; return the callbacks as a list."""
     check_type("config", config, InterleavedSamplerConfig, "an InterleavedSamplerConfig")
-    if not isinstance(train_sampler, SizedIterable):
+    if isinstance(train_sampler, IterableDataset):
+        raise TypeError(
+            f"train_sampler got the IterableDataset {type(train_sampler).__name__}; a stream is "
+            "the training source as Stream(dataset): InterleavedSampler(Stream(dataset), ...)"
+        )
+    if not isinstance(train_sampler, SizedIterable | Stream):
         raise TypeError(
             not_a_sampler("train_sampler", train_sampler, "SeededRandomSampler(dataset)")
         )
@@ -294,19 +314,22 @@ def _check_global(sources: Sequence[Source], sharding: Sharding) -> None:
 
 
 def _sources(
-    train_sampler: SizedIterable,
+    train_sampler: SizedIterable | Stream,
     train_collator: Callable[..., Any] | None,
     callbacks: Sequence[SamplerIntervalConfig],
 ) -> list[Source]:
-    """One record per dataset of the run: the main one, then one per callback."""
+    """One record per dataset of the run: the main one, then one per callback. A stream is
+    its own dataset (the workers load its batches from it), of no indices."""
     names = source_names([callback.name for callback in callbacks])
     samplers = [(train_sampler, train_collator), *((c.sampler, c.pipeline) for c in callbacks)]
     splits = ["strided", *(c.split for c in callbacks)]
     datasets = [
-        dataset_of(sampler, name) for (sampler, _), name in zip(samplers, names, strict=True)
+        sampler if isinstance(sampler, Stream) else dataset_of(sampler, name)
+        for (sampler, _), name in zip(samplers, names, strict=True)
     ]
     lengths = [
-        sampler_len(sampler, name) for (sampler, _), name in zip(samplers, names, strict=True)
+        0 if isinstance(sampler, Stream) else sampler_len(sampler, name)
+        for (sampler, _), name in zip(samplers, names, strict=True)
     ]
     for (sampler, _), name, length in zip(samplers[1:], names[1:], lengths[1:], strict=True):
         if length == 0:
@@ -314,7 +337,7 @@ def _sources(
                 f"the {name} sampler ({type(sampler).__name__}) is empty, got len() == 0; "
                 "a callback pass needs at least one index: remove the callback or give it data"
             )
-    offsets = [sum(len(dataset) for dataset in datasets[:i]) for i in range(len(datasets))]
+    offsets = [sum(map(dataset_length, datasets[:i])) for i in range(len(datasets))]
     return [
         Source(sampler, name, dataset, offset, length, collate_fn, split)
         for (sampler, collate_fn), name, dataset, offset, length, split in zip(

@@ -35,6 +35,11 @@ class TrainingProgress:
 NOTHING_DONE = TrainingProgress(0, 0, 0)
 
 
+# The updates of a stream's one "epoch": more than any run makes, so a stream never ends an
+# epoch, and every counter of a stream run is that of an endless epoch of full batches.
+STREAM_UPDATES = 2**62
+
+
 @dataclass(frozen=True)
 class EpochStructure:
     """How one epoch of the main sampler splits into updates.
@@ -43,6 +48,7 @@ class EpochStructure:
         sampler_len: number of indices the main sampler yields per epoch (``L``).
         batch_size: the training batch size in use (``B``; see :meth:`create`).
         drop_last: whether the last incomplete batch of an epoch is dropped (``D``).
+        stream: the training source is a stream (see :meth:`for_stream`).
 
     Example:
         >>> s = EpochStructure.create(sampler_len=10, batch_size=4, drop_last=False)
@@ -53,13 +59,29 @@ class EpochStructure:
     sampler_len: int
     batch_size: int
     drop_last: bool
+    stream: bool = False
 
     @classmethod
-    def create(cls, sampler_len: int, batch_size: int, drop_last: bool) -> EpochStructure:
-        """Build the structure; with ``drop_last`` and ``0 < L < B`` the batch size is ``L``."""
+    def create(cls, sampler_len: int | None, batch_size: int, drop_last: bool) -> EpochStructure:
+        """Build the structure; with ``drop_last`` and ``0 < L < B`` the batch size is ``L``;
+        ``sampler_len=None``: a stream (:meth:`for_stream`)."""
+        if sampler_len is None:
+            return cls.for_stream(batch_size)
         if drop_last and 0 < sampler_len < batch_size:
             batch_size = sampler_len
         return cls(sampler_len, batch_size, drop_last)
+
+    @classmethod
+    def for_stream(cls, batch_size: int) -> EpochStructure:
+        """A stream's: no epochs (one epoch of :data:`STREAM_UPDATES` full batches, more than
+        any run makes), so epoch stays 0 and update ``u`` has trained on ``u * B`` samples.
+
+        Example:
+            >>> s = EpochStructure.for_stream(batch_size=4)
+            >>> s.progress_at(10), s.updates_to_reach(41)
+            (TrainingProgress(epoch=0, update=10, sample=40), 11)
+        """
+        return cls(STREAM_UPDATES * batch_size, batch_size, True, stream=True)
 
     @property
     def samples_per_epoch(self) -> int:
@@ -419,6 +441,36 @@ def start_progress(config: InterleavedSamplerConfig, structure: EpochStructure) 
     return NOTHING_DONE
 
 
+def check_stream_config(
+    config: InterleavedSamplerConfig, callbacks: Sequence[CallbackPlan]
+) -> None:
+    """Refuse the settings that count epochs in a run whose training source is a stream,
+    which has none.
+
+    Raises:
+        ValueError: ``max_epochs`` or ``start_epoch`` is set, or a callback is due
+            ``every_n_epochs``; the message names the field, its value and what to use.
+    """
+    instead = {
+        "max_epochs": "bound the run with max_updates or max_samples",
+        "start_epoch": "start with start_update or start_sample, or resume from a state",
+    }
+    for field, use in instead.items():
+        value = getattr(config, field)
+        if value is not None:
+            raise ValueError(
+                f"{field}={value} is not valid with a Stream training source: a stream has no "
+                f"epochs; {use}"
+            )
+    for i, callback in enumerate(callbacks):
+        if isinstance(callback.rule, EveryNEpochs):
+            raise ValueError(
+                f"callback_samplers[{i}] has every_n_epochs={callback.rule.n}, which is not "
+                "valid with a Stream training source: a stream has no epochs; use "
+                "every_n_updates, every_n_samples or at_updates"
+            )
+
+
 def stop_update(config: InterleavedSamplerConfig, structure: EpochStructure) -> int:
     """The update count at which the first configured ``max_*`` limit is reached."""
     limits = []
@@ -458,11 +510,14 @@ class Schedule:
     def create(
         cls,
         config: InterleavedSamplerConfig,
-        sampler_len: int,
+        sampler_len: int | None,
         callbacks: Sequence[CallbackPlan] = (),
     ) -> Schedule:
-        """Compute the schedule of a run; see :func:`start_progress` for the errors."""
+        """Compute the schedule of a run (``sampler_len=None``: the training source is a
+        stream); see :func:`start_progress` and :func:`check_stream_config` for the errors."""
         structure = EpochStructure.create(sampler_len, config.batch_size, config.drop_last)
+        if structure.stream:
+            check_stream_config(config, callbacks)
         if config.is_evaluation_run:
             return cls(structure, tuple(callbacks), True, NOTHING_DONE, 0)
         start = start_progress(config, structure)
@@ -473,14 +528,14 @@ class Schedule:
     def for_configs(
         cls,
         config: InterleavedSamplerConfig,
-        sampler_len: int,
+        sampler_len: int | None,
         callbacks: Sequence[tuple[SamplerIntervalConfig, int]] = (),
     ) -> Schedule:
         """The schedule of a run described by its configs and each callback's pass length.
 
         Args:
             config: the main sampler's configuration.
-            sampler_len: indices the main sampler yields per epoch.
+            sampler_len: indices the main sampler yields per epoch (``None``: a stream).
             callbacks: each callback's configuration with its sampler's ``len()``.
         """
         structure = EpochStructure.create(sampler_len, config.batch_size, config.drop_last)
@@ -495,6 +550,12 @@ class Schedule:
         """Number of training batches the run yields."""
         return self.end_update - self.start.update
 
+    @property
+    def updates_per_train_pass(self) -> int:
+        """The training batches of one pass over the training source: an epoch's updates, or
+        for a stream (which has no epochs) the run's, from update 0 to its end."""
+        return self.end_update if self.structure.stream else self.structure.updates_per_epoch
+
     def fingerprint(self, names: Sequence[str]) -> dict[str, Any]:
         """What gives a position of this run its meaning, as plain data: the epoch structure
         and each callback's name and pass shape. Not the run's start or end, nor when the
@@ -506,7 +567,7 @@ class Schedule:
         """
         structure = self.structure
         return {
-            "sampler_len": structure.sampler_len,
+            "sampler_len": None if structure.stream else structure.sampler_len,
             "batch_size": structure.batch_size,
             "drop_last": structure.drop_last,
             "evaluation": self.evaluation,
@@ -647,11 +708,11 @@ class Schedule:
             >>> [(p.source_index, p.update, p.batch_in_pass) for p in schedule.places()]
             [(0, 0, 0), (0, 1, 1), (1, 2, 0), (1, 2, 1)]
         """
-        per_epoch = self.structure.updates_per_epoch
+        per_epoch, per_pass = self.structure.updates_per_epoch, self.updates_per_train_pass
         for step in self.steps(start):
             if isinstance(step, TrainingSpan):
                 for update in range(step.first_update, step.stop_update):
-                    yield Place(0, update, update % per_epoch, per_epoch)
+                    yield Place(0, update, update % per_epoch, per_pass)
             else:
                 batches = self.callbacks[step.callback].batches_per_pass
                 for batch in range(step.first_batch, batches):

@@ -21,6 +21,7 @@ from interleaved_sampler.batching import InterleavedBatchSampler
 from interleaved_sampler.data import InterleavedBatch
 from interleaved_sampler.loader import InterleavedDataLoader
 from interleaved_sampler.schedule import Place, Schedule
+from interleaved_sampler.state import STREAM_COPIES
 
 if TYPE_CHECKING:
     from interleaved_sampler.sampler import InterleavedSampler
@@ -113,9 +114,10 @@ class TrainLoader:
 
     ``len()`` is the updates per epoch (the last epoch may be cut by ``max_*``). An epoch's
     iterator ends after the epoch's last training batch (or the run's), before the passes
-    due after it, which the evaluation loaders yield. Asked for a batch while a pass is due,
-    it raises :class:`OutOfTurnError`. Build it with :meth:`InterleavedSampler.get_loaders
-    <interleaved_sampler.InterleavedSampler.get_loaders>`.
+    due after it, which the evaluation loaders yield. A :class:`~interleaved_sampler.Stream`
+    has no epochs: one ``iter()`` is the whole run, and ``len()`` its updates. Asked for a
+    batch while a pass is due, it raises :class:`OutOfTurnError`. Build it with
+    :meth:`InterleavedSampler.get_loaders <interleaved_sampler.InterleavedSampler.get_loaders>`.
 
     Each ``iter()`` draws from :attr:`generator` what a ``DataLoader`` iterator draws when
     it starts (the global generator if ``None``), so that a loop's random numbers (dropout)
@@ -128,7 +130,7 @@ class TrainLoader:
         self.generator: torch.Generator | None = None
 
     def __len__(self) -> int:
-        return self._run.schedule.structure.updates_per_epoch
+        return self._run.schedule.updates_per_train_pass
 
     def __iter__(self) -> Iterator[Any]:
         draw_base_seed(self.generator)
@@ -296,7 +298,9 @@ class InterleavedLoaders:
         batches = loader.batch_sampler.batches_of(state)
         if skip_due_passes:
             batches += self._due_batches(batches)
-        loader.load_position(batches, restart_epoch_order=restart_epoch_order)
+        loader.load_position(
+            batches, restart_epoch_order=restart_epoch_order, copies=state.get(STREAM_COPIES)
+        )
 
     def _due_batches(self, batches: int) -> int:
         """The batches of the passes due at the position after ``batches`` still to come."""

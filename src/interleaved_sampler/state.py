@@ -4,7 +4,9 @@ A state is a JSON-able dict: the format ``version``, the ``fingerprint`` of what
 position its meaning (the epoch structure, the samplers' identities, each callback's name
 and pass shape), the ``position`` itself (updates done, and which passes due after them are
 done or under way, by callback name) and, for information, the ``batches`` of the saving
-run before it. Its size does not grow with the run.
+run before it. Its size does not grow with the run. A loader over a stream adds the state of
+each copy's dataset after its last consumed batch (``stream_copies``), where the dataset has
+``state_dict``; what each copy consumed follows from the position.
 
 A position outlives its schedule: it resumes into a run with another end (``max_*``, more
 epochs) or other due rules, continuing from the same place, as the training frameworks
@@ -26,6 +28,13 @@ _LAYOUT_VERSION = 1  # interleaved-sampler 0.3: a batch count in one exact run
 # only when some sampler shards itself: such a schedule is one rank's, so its position
 # means nothing on another number of processes.
 PER_RANK_REPLICAS = "per_rank_sampler_replicas"
+# The fingerprint's key for a stream's workers and processes, present only when the training
+# source is a stream: each worker of each process has its own copy, and what each copy
+# consumed before a position depends on how many there are.
+STREAM = "stream"
+# The state's key for the records of a stream's copies (their datasets' own states), where
+# the datasets have state_dict: one per copy, or None for a copy without one.
+STREAM_COPIES = "stream_copies"
 
 
 def make_state(
@@ -164,6 +173,7 @@ def _check_same(saved: object, current: dict[str, Any], version: int) -> None:
     per_rank = isinstance(saved, Mapping) and (
         saved.get(PER_RANK_REPLICAS) != current.get(PER_RANK_REPLICAS)
     )
+    stream = isinstance(saved, Mapping) and saved.get(STREAM) != current.get(STREAM)
     raise ValueError(
         "the state belongs to other data or samplers, so its position means nothing here; "
         f"what differs: {'; '.join(differences)}. Load it into a loader built over the same "
@@ -179,6 +189,12 @@ def _check_same(saved: object, current: dict[str, Any], version: int) -> None:
             "same number of processes only; to resume on another, build the run with "
             "global samplers and InterleavedSampler(..., num_replicas=, rank=)"
             if per_rank
+            else ""
+        )
+        + (
+            ". A run over a stream resumes with the same num_workers and number of "
+            "processes only (each worker of each process iterates its own copy of the stream)"
+            if stream
             else ""
         )
     )

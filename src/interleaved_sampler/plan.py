@@ -30,6 +30,7 @@ from interleaved_sampler.sharding import check_sharding
 from interleaved_sampler.timeline import plot_timeline, segments
 
 CALLBACK_KEYS = ("name", "length", *INTERVAL_FIELDS, "batch_size", "cache")
+STREAM = "stream"  # the main length of a run whose training source is a Stream
 # RunPlan fields that flags can set
 FLAG_FIELDS = (
     "length",
@@ -48,7 +49,8 @@ class RunPlan:
     """A run described by numbers only: no sampler, no dataset.
 
     Args:
-        length: number of indices the main sampler yields per epoch.
+        length: number of indices the main sampler yields per epoch (``None``: the
+            training source is a stream, ``length: stream`` in a file).
         config: the main sampler's configuration.
         callbacks: one configuration per callback; its ``sampler`` is a ``range`` of the
             callback's length.
@@ -60,7 +62,7 @@ class RunPlan:
         (['train', 'callback0'], 8)
     """
 
-    length: int
+    length: int | None
     config: InterleavedSamplerConfig
     callbacks: tuple[SamplerIntervalConfig, ...]
     num_replicas: int = 1
@@ -70,11 +72,13 @@ class RunPlan:
         """Build the plan from a mapping like the module's example file.
 
         Raises:
-            ValueError: a length is missing or not a non-negative integer (callbacks: >= 1).
+            ValueError: a length is missing or not a non-negative integer (callbacks: >= 1;
+                the main one may be ``"stream"``).
             pydantic.ValidationError: a configuration field is invalid or unknown.
         """
         fields = dict(data)
-        length = _length(fields.pop("length", None), "length", minimum=0)
+        length = fields.pop("length", None)
+        length = None if length == STREAM else _length(length, "length", minimum=0)
         replicas = _length(fields.pop("num_replicas", 1), "num_replicas", minimum=1)
         callbacks = []
         for i, entry in enumerate(fields.pop("callbacks", None) or []):
@@ -110,10 +114,21 @@ class RunPlan:
 
 def _length(value: Any, field: str, minimum: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        stream = f" or {STREAM!r} (a Stream training source)" if field == "length" else ""
         raise ValueError(
-            f"{field} must be an integer >= {minimum} (a sampler's length), got {value!r}"
+            f"{field} must be an integer >= {minimum} (a sampler's length){stream}, got {value!r}"
         )
     return value
+
+
+def _main_length(text: str) -> int | str:
+    """The ``--length`` flag: an integer, or ``stream``."""
+    if text == STREAM:
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer or {STREAM!r}") from None
 
 
 def describe(plan: RunPlan, max_firings: int) -> str:
@@ -130,6 +145,11 @@ def _summary(plan: RunPlan, schedule: Schedule) -> list[str]:
         f"{structure.updates_per_epoch} updates of {structure.samples_per_epoch} samples per "
         "epoch"
     ]
+    if structure.stream:
+        lines = [
+            f"main: a stream (no epochs), batch_size {plan.per_rank(structure.batch_size)}, "
+            "every batch full"
+        ]
     if plan.num_replicas > 1:
         lines.append(
             f"split over {plan.num_replicas} ranks: every count below is the global run's; each "
@@ -274,7 +294,7 @@ any data. The run is given by numbers: the main sampler's length, the fields of
 InterleavedSamplerConfig and, per callback, its length and the fields of SamplerIntervalConfig.
 They come from a YAML or JSON file (--config), from flags, or both (flags win). Example file:
 
-    length: 1000          # indices the main sampler yields per epoch
+    length: 1000          # indices the main sampler yields per epoch ('stream': a Stream)
     batch_size: 64
     drop_last: false
     max_epochs: 4
@@ -298,7 +318,11 @@ def add_parser(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--config", type=Path, help="YAML or JSON file with the run (see above)")
-    parser.add_argument("--length", type=int, help="indices the main sampler yields per epoch")
+    parser.add_argument(
+        "--length",
+        type=_main_length,
+        help="indices the main sampler yields per epoch, or 'stream' (a Stream: no epochs)",
+    )
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--drop-last", action=argparse.BooleanOptionalAction, default=None)
     for field in (*STOP_FIELDS, *START_FIELDS):

@@ -53,8 +53,9 @@ def context(workers: int, method: str = "fork") -> dict[str, Any]:
 
 def expected(dataset: Any, workers: int, evals: list[EvalSet], **config: Any) -> list[Any]:
     """The model's run over the copies of ``dataset`` (from a plain loader's workers)."""
-    updates = config.get("max_updates") or -(-config["max_samples"] // config["batch_size"])
-    needed = -(-updates // max(1, workers)) * config["batch_size"]
+    size = config["batch_size"]
+    updates = max(config.get("max_updates") or 0, -(-(config.get("max_samples") or 0) // size))
+    needed = -(-updates // max(1, workers)) * size
     streams = copy_streams(dataset, workers, needed, **context(workers))
     return model_run(streams, evals, **config)
 
@@ -462,18 +463,20 @@ def test_plan_of_a_stream_run(capsys: pytest.CaptureFixture[str]) -> None:
     assert "total: 104 batches = 100 training + 4 callback" in out
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    shards=st.lists(st.integers(0, 6), min_size=1, max_size=4).filter(any),
-    batch_size=st.integers(1, 4),
-    every=st.integers(1, 5),
-    samples=st.integers(1, 9),
-    stop=st.sampled_from(["max_updates", "max_samples"]),
-    length=st.integers(0, 25),
-    start=st.integers(0, 10),
-    resume=st.integers(0, 60),
-)
-def test_runs_against_the_model(
+RUNS = {
+    "shards": st.lists(st.integers(0, 6), min_size=1, max_size=4).filter(any),
+    "batch_size": st.integers(1, 4),
+    "every": st.integers(1, 5),
+    "samples": st.integers(1, 9),
+    "stop": st.sampled_from(["max_updates", "max_samples"]),
+    "length": st.integers(0, 25),
+    "start": st.integers(0, 10),
+    "resume": st.integers(0, 60),
+}
+
+
+def check_against_model(
+    workers: int,
     shards: list[int],
     batch_size: int,
     every: int,
@@ -483,24 +486,63 @@ def test_runs_against_the_model(
     start: int,
     resume: int,
 ) -> None:
+    """A drawn run equals the model, and resumes from the state after ``resume`` batches."""
     evals: list[EvalSet] = [
         (3, 100, {"every_n_updates": every}),
         (2, 200, {"every_n_samples": samples, "batch_size": 1}),
     ]
     config = {"batch_size": batch_size, stop: length, "start_update": min(start, length)}
-    sampler = stream_sampler(ShardedStream(shards), evals, **config)
-    loader = sampler.get_data_loader(tagged=True)
-    run = loaded(loader)
-    updates = length if stop == "max_updates" else -(-length // batch_size)
-    streams = copy_streams(ShardedStream(shards), 0, updates * batch_size)
-    assert run == model_run(streams, evals, **config)
-    assert len(loader) == len(run)
-    # resume from the state after `resume` consumed batches
+    copies = max(1, workers)
+    stream = ShardedStream(shards * copies + [1] * copies)  # every copy yields a sample
+
+    def loader() -> Any:
+        sampler = stream_sampler(stream, evals, **config)
+        return sampler.get_data_loader(workers, tagged=True, **context(workers))
+
+    run = loaded(loader())
+    assert run == expected(stream, workers, evals, **config)
+    assert len(loader()) == len(run)
     position = min(resume, len(run))
-    loader = sampler.get_data_loader(tagged=True)
-    iterator = iter(loader)
+    interrupted = loader()
+    iterator = iter(interrupted)
     for _ in range(position):
         next(iterator)
-    resumed = stream_sampler(ShardedStream(shards), evals, **config).get_data_loader(tagged=True)
-    resumed.load_state_dict(through_json(loader.state_dict()))
+    state = through_json(interrupted.state_dict())
+    del iterator
+    resumed = loader()
+    resumed.load_state_dict(state)
     assert loaded(resumed) == run[position:]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(**RUNS)
+def test_runs_against_the_model(**run: Any) -> None:
+    check_against_model(0, **run)
+
+
+@pytest.mark.slow
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(workers=st.sampled_from([1, 2, 3]), **RUNS)
+def test_runs_with_workers_against_the_model(workers: int, **run: Any) -> None:
+    check_against_model(workers, **run)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_spawned_workers_load_the_hf_stream_and_resume(method: str, workers: int) -> None:
+    config = {"batch_size": 3, "max_updates": 20}
+
+    def loader() -> Any:
+        sampler = stream_sampler(hf_stream(), EVALS, **config)
+        return sampler.get_data_loader(workers, tagged=True, multiprocessing_context=method)
+
+    model = expected(hf_stream(), workers, EVALS, **config)  # copies do not depend on it
+    interrupted = loader()
+    iterator = iter(interrupted)
+    head = [next(iterator) for _ in range(29)]  # inside the 6th val pass, copies restarted
+    state = through_json(interrupted.state_dict())
+    del iterator
+    resumed = loader()
+    resumed.load_state_dict(state)
+    assert loaded(head) + loaded(resumed) == model

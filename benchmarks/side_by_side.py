@@ -570,7 +570,9 @@ def summary(results: Results, ours: str, framework: str, before_first: str = "")
     ]
 
 
-def describe(setting: Setting, step: str, evaluation: str, extra: str = "") -> str:
+def describe(
+    setting: Setting, step: str, evaluation: str, extra: str = "", source: str | None = None
+) -> str:
     """The scenario in one paragraph.
 
     Args:
@@ -578,10 +580,14 @@ def describe(setting: Setting, step: str, evaluation: str, extra: str = "") -> s
         step: what the framework calls an update (``"updates"``, ``"steps"``).
         evaluation: what it calls an evaluation (``"validation"``, ``"evaluation"``).
         extra: what else it loads (``" and ..."``).
+        source: where the training batches come from (default: the training samples and
+            the epochs they make).
     """
+    if source is None:
+        epochs = setting.updates * setting.batch_size / setting.train_size
+        source = f"over {setting.train_size} training samples ({epochs:g} epochs)"
     return (
-        f"{setting.updates} {step} of {setting.batch_size} over {setting.train_size} training "
-        f"samples ({setting.updates * setting.batch_size / setting.train_size:g} epochs), "
+        f"{setting.updates} {step} of {setting.batch_size} {source}, "
         f"{evaluation} every {setting.eval_every} {step} ({setting.passes} passes over "
         f"{len(setting.eval_sizes)} sets of {', '.join(map(str, setting.eval_sizes))}, "
         f"batch {setting.eval_batch_size}){extra}; {setting.sample_ms:g} ms of CPU per sample, "

@@ -20,7 +20,7 @@ import torch
 from interleaved_sampler.batching import InterleavedBatchSampler
 from interleaved_sampler.data import InterleavedBatch
 from interleaved_sampler.loader import InterleavedDataLoader
-from interleaved_sampler.schedule import Place, Schedule
+from interleaved_sampler.schedule import Place, Position, Schedule
 
 if TYPE_CHECKING:
     from interleaved_sampler.sampler import InterleavedSampler
@@ -297,6 +297,33 @@ class InterleavedLoaders:
         if skip_due_passes:
             batches += self._due_batches(batches)
         loader.load_position(batches, restart_epoch_order=restart_epoch_order)
+
+    def load_update(self, update: int, *, restart_epoch_order: bool = False) -> None:
+        """Continue the run right after training update ``update`` and the passes due
+        there (a framework that resumes from its own counter, a checkpoint without this
+        run's state, does not run the evaluation due at the point it saved); past the run's
+        end, at its end.
+
+        Args:
+            update: the training updates done (batches, not optimizer steps).
+            restart_epoch_order: see :meth:`InterleavedDataLoader.load_state_dict
+                <interleaved_sampler.InterleavedDataLoader.load_state_dict>`.
+
+        Raises:
+            ValueError: ``update`` is before the run's start.
+        """
+        schedule = self._run.schedule
+        if not schedule.start.update <= update:
+            raise ValueError(
+                f"update must be at or after the run's start ({schedule.start.update}), "
+                f"got {update}"
+            )
+        update = min(update, schedule.end_update)
+        position = Position(update, len(schedule.passes_after(update)))
+        self._run.stop()
+        self._run.loader.load_position(
+            schedule.batches_at(position), restart_epoch_order=restart_epoch_order
+        )
 
     def _due_batches(self, batches: int) -> int:
         """The batches of the passes due at the position after ``batches`` still to come."""

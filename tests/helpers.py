@@ -15,6 +15,8 @@ import torch
 from torch.utils.data import Dataset, SequentialSampler
 
 from interleaved_sampler import InterleavedSampler, InterleavedSamplerConfig, SamplerIntervalConfig
+from interleaved_sampler.batching import InterleavedBatchSampler
+from interleaved_sampler.state import make_state
 
 
 class IdentityDataset(Dataset[int]):
@@ -111,3 +113,9 @@ def torchrun(script: Path, args: list[str], timeout: float, nproc: int = 2) -> s
         pytest.fail(f"torchrun hung for {timeout} s:\n{stdout}\n{stderr[-5000:]}")
     assert launch.returncode == 0, f"torchrun failed:\n{stdout}\n{stderr[-5000:]}"
     return stdout
+
+
+def state_after(batch_sampler: InterleavedBatchSampler, batches: int) -> dict[str, Any]:
+    """The state of the position after the first ``batches`` batches of a run."""
+    sampler = batch_sampler
+    return make_state(sampler.fingerprint, sampler.schedule, sampler.names, batches)

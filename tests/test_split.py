@@ -14,11 +14,12 @@ from typing import Any
 
 import pytest
 import torch
+from helpers import state_after
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scenarios import Scenario, scenarios
 from test_state import Row, model_rows, rows, through_json
-from torch.utils.data import Dataset, SequentialSampler
+from torch.utils.data import Dataset, RandomSampler, SequentialSampler
 
 from interleaved_sampler import (
     InterleavedSampler,
@@ -99,7 +100,7 @@ def test_asking_out_of_turn_raises_and_loses_nothing(scenario: Scenario, data: A
         return
     sampler, model, k = drawn
     loaders = sampler.get_loaders(tagged=True)
-    loaders.load_state_dict({**loaders.state_dict(), "batches": k})
+    loaders.load_state_dict(state_after(loaders.loader.batch_sampler, k))
     names = list(loaders.evaluation)
     upcoming = model[k] if k < len(model) else None
     for i, name in enumerate(names):
@@ -213,6 +214,68 @@ def test_close_shuts_the_pool_down_and_the_run_continues() -> None:
     fourth = next(iter(loaders.train))[0].tolist()  # a new pool, where the old one stopped
     plain = [b.data[0].tolist() for b in small_run().loader if b.source == "train"]
     assert [*first, fourth] == plain[:4]
+
+
+def random_numbers_of_a_loop(train: Any, val: Any, test: Any, generator: Any) -> list[Any]:
+    """A loop over a train and two eval loaders whose steps draw from the global generator
+    (as dropout does): what it loaded and the numbers it drew, in order."""
+    seen: list[Any] = []
+    for _ in range(2):
+        for loader in (train, val, test):
+            seen += [(batch[0].tolist(), torch.rand(()).item()) for batch in loader]
+        seen.append(torch.randint(1000, (), generator=generator).item())
+    return seen
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_the_split_loaders_draw_the_random_numbers_plain_loaders_draw(num_workers: int) -> None:
+    """Each iter() draws what a DataLoader iterator draws from its generator (the global
+    one by default), so a model's dropout masks are those of a loop over plain loaders."""
+    epoch_end = SamplerIntervalConfig  # both sets after every epoch: the loop's order
+
+    def sets() -> list[Any]:
+        return [PidDataset(24, 0), PidDataset(5, 100), PidDataset(3, 200)]
+
+    def plain(generator: Any) -> list[Any]:
+        torch.manual_seed(5)
+        loaders = [
+            torch.utils.data.DataLoader(data, batch_size=4, num_workers=num_workers, generator=g)
+            for data, g in zip(sets(), [generator, None, None], strict=True)
+        ]
+        return random_numbers_of_a_loop(*loaders, generator)
+
+    def split(generator: Any) -> list[Any]:
+        torch.manual_seed(5)
+        train, val, test = sets()
+        run = InterleavedSampler(
+            SequentialSampler(train),
+            InterleavedSamplerConfig(batch_size=4, max_epochs=2, drop_last=False),
+            callback_samplers=[
+                epoch_end(SequentialSampler(val), every_n_epochs=1, name="val"),
+                epoch_end(SequentialSampler(test), every_n_epochs=1, name="test"),
+            ],
+        )
+        loaders = run.get_loaders(num_workers=num_workers)
+        loaders.train.generator = generator
+        return random_numbers_of_a_loop(loaders.train, *loaders.evaluation.values(), generator)
+
+    assert split(None) == plain(None)
+    assert split(torch.Generator().manual_seed(2)) == plain(torch.Generator().manual_seed(2))
+
+
+def test_close_inside_an_epoch_of_an_unrepeatable_order_never_raises() -> None:
+    """Shutting down (an error in a step, early stopping) never raises over what stopped
+    the run; the position is refused only when a run resumes from it."""
+    run = InterleavedSampler(
+        RandomSampler(range(8)), InterleavedSamplerConfig(batch_size=2, max_epochs=2)
+    )
+    loaders = run.get_loaders(num_workers=2)
+    train = iter(loaders.train)
+    next(train)
+    loaders.close()  # inside epoch 0 of a RandomSampler: no error here
+    assert loaders.state_dict()["position"]["update"] == 1
+    with pytest.raises(ValueError, match="repeats its epoch order"):
+        next(iter(loaders.train))
 
 
 def test_dropping_the_loaders_shuts_the_pool_down_at_once() -> None:

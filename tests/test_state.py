@@ -5,13 +5,14 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from itertools import islice
 from typing import Any
 
 import pytest
 import torch
-from helpers import IdentityDataset, seq
-from hypothesis import HealthCheck, given, settings
+from helpers import IdentityDataset, seq, state_after
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from scenarios import Scenario, scenarios
 from spec_model import ModelTag, model_batches
@@ -245,8 +246,7 @@ def test_a_resume_in_the_last_epoch_iterates_the_main_sampler_once() -> None:
     main, sampler = make()
     total = len(sampler.batch_sampler)
     k = total - 2  # inside the last epoch: batch 2 of its 3
-    state = {"version": 1, "fingerprint": sampler.batch_sampler.fingerprint, "batches": k}
-    sampler.batch_sampler.load_state_dict(state)
+    sampler.batch_sampler.load_position(k)
     assert [list(batch) for batch in sampler.batch_sampler] == [[3, 4, 5], [6, 7, 8]]
     assert main.iterations == 1
     assert main.requested == [9]  # 3 skipped without loading, 6 used; the 10th is dropped
@@ -307,22 +307,29 @@ def test_a_state_is_small_plain_data() -> None:
     consume(long_run, 5)
     assert through_json(small) == small
     assert len(json.dumps(long_run.state_dict())) < len(json.dumps(small)) + 20
-    assert small["version"] == 1 and small["batches"] == 5
+    assert small["version"] == 2 and small["batches"] == 5
+    # updates 1-5, then batch 0 of the pass over val after update 5 was received
+    assert eval_state(6)["position"] == {
+        "update": 5, "passes_done": [], "pass": "val", "batch_in_pass": 1
+    }  # fmt: skip
 
 
 @pytest.mark.parametrize(
     ("change", "named"),
     [
-        (lambda s: s.update(batches=-1), "batches must be an int >= 0, got -1"),
-        (lambda s: s.update(batches=10**6), "must be in [0, 36] batches"),
+        (lambda s: s["position"].update(update=-1), "position.update must be an int >= 0"),
+        (lambda s: s["position"].update(update=1), "no such pass there"),
+        (lambda s: s["position"].update(**{"pass": "x"}), "names the callback 'x'"),
         (lambda s: s.update(version=99), "version 99"),
-        (lambda s: s["fingerprint"].update(end_update=7), "end_update: the state has 7"),
+        (lambda s: s["fingerprint"].update(sampler_len=7), "sampler_len: the state has 7"),
         (lambda s: s["fingerprint"]["callbacks"][1].update(name="t"), "callbacks[1].name"),
-        (lambda s: s.pop("fingerprint"), "keys version, fingerprint, batches"),
+        (lambda s: s["fingerprint"]["samplers"][0].update(seed=3), "samplers[0].seed"),
+        (lambda s: s.pop("fingerprint"), "keys version, fingerprint, position, batches"),
+        (lambda s: s.pop("position"), "position must be a dict"),
     ],
 )
 def test_foreign_or_broken_states_are_refused(change: Any, named: str) -> None:
-    state = eval_state(4)
+    state = eval_state(6)  # inside the pass over val after update 5
     change(state)
     loader = eval_every_3().get_data_loader()
     with pytest.raises(ValueError) as error:
@@ -330,20 +337,98 @@ def test_foreign_or_broken_states_are_refused(change: Any, named: str) -> None:
     assert named in str(error.value)
 
 
-def test_a_state_of_another_schedule_names_what_differs() -> None:
+def test_a_state_of_other_data_or_samplers_names_what_differs() -> None:
     other = InterleavedSampler(
         seq(20),
-        InterleavedSamplerConfig(batch_size=2, max_epochs=3, drop_last=False),
+        InterleavedSamplerConfig(batch_size=2, max_epochs=3, drop_last=True),
         callback_samplers=[
             SamplerIntervalConfig(seq(6, base=100), every_n_updates=5, batch_size=2, name="val"),
-            SamplerIntervalConfig(seq(4, base=200), every_n_epochs=1, batch_size=2, name="test"),
+            SamplerIntervalConfig(
+                RandomSampler(range(4)), every_n_epochs=1, batch_size=2, name="test"
+            ),
         ],
     ).get_data_loader()
     with pytest.raises(ValueError) as error:
         other.load_state_dict(eval_state(4))
     message = str(error.value)
-    assert "end_update: the state has 20, this run has 30" in message
+    assert "drop_last: the state has False, this run has True" in message
     assert "callbacks[0].pass_len: the state has 5, this run has 6" in message
+    assert "samplers[2].type: the state has 'SequentialSampler', this run has 'Random" in message
+    assert "end_update" not in message and "every_n" not in message
+
+
+def changed_run(scenario: Scenario, data: Any) -> Scenario:
+    """The same data, samplers and batch sizes with another end and other due rules."""
+    stops = data.draw(
+        st.sampled_from([{"max_updates": 37}, {"max_epochs": 3}, {"max_samples": 50}])
+    )
+    callbacks = tuple(
+        replace(
+            callback,
+            interval=data.draw(st.sampled_from(["every_n_updates", "every_n_epochs"])),
+            n=data.draw(st.integers(1, 4)),
+        )
+        for callback in scenario.callbacks
+    )
+    return replace(scenario, stops=stops, callbacks=callbacks)
+
+
+def order_key(row: Row) -> tuple[int, int, int]:
+    """Where a batch stands in the order of any run over the same data: a pass after update
+    ``u`` as ``(u, callback, batch)``, the training batch that completes update ``u + 1``
+    right before the passes after it."""
+    source, _, progress, batch_in_pass, _ = row
+    update = progress[1]
+    return (update + 1, -1, 0) if source == 0 else (update, source, batch_in_pass)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenarios(), st.data())
+def test_a_state_resumes_into_a_run_with_another_end_and_other_intervals(
+    scenario: Scenario, data: Any
+) -> None:
+    """A position outlives its schedule: loaded into a longer or shorter run that evaluates
+    at other points, the rest of that run after the same place follows."""
+    scenario = replace(scenario, start={}, evaluation=False)
+    assume(not scenario.config().is_evaluation_run)
+    other = changed_run(scenario, data)
+    try:
+        saved, resumed_run = scenario.sampler(), other.sampler()
+    except ValueError:
+        return
+    first = rows(saved.get_data_loader(tagged=True))
+    k = data.draw(st.integers(0, len(first)))
+    loader = saved.get_data_loader(tagged=True)
+    consume(loader, k)
+    rest = resumed_run.get_data_loader(tagged=True)
+    try:
+        rest.load_state_dict(through_json(loader.state_dict()))
+    except ValueError as error:  # inside a pass the other run does not make there
+        assert "no such pass there" in str(error)
+        assert 0 < k < len(first) and first[k - 1][0] == first[k][0] != 0
+        assert first[k][3] > 0
+        return
+    whole = rows(other.sampler().get_data_loader(tagged=True))
+    done = order_key(first[k - 1]) if k else (0, len(scenario.callbacks), 0)
+    assert rows(rest) == [row for row in whole if order_key(row) > done]
+
+
+def test_a_version_1_state_loads_into_exactly_the_run_that_saved_it() -> None:
+    sampler = eval_every_3()
+    layout = sampler.schedule.layout(sampler.source_names)
+    version_1 = {"version": 1, "fingerprint": layout, "batches": 6}
+    loader = eval_every_3().get_data_loader(tagged=True)
+    loader.load_state_dict(version_1)
+    assert rows(loader) == rows(eval_every_3().get_data_loader(tagged=True))[6:]
+    longer = InterleavedSampler(
+        seq(20),
+        InterleavedSamplerConfig(batch_size=2, max_epochs=3, drop_last=False),
+        callback_samplers=sampler.extra_samplers,
+    ).get_data_loader()
+    with pytest.raises(ValueError) as error:
+        longer.load_state_dict(version_1)
+    assert "end_update: the state has 20, this run has 30" in str(error.value)
+    assert "a version 1 state" in str(error.value)
 
 
 def test_a_mid_epoch_state_needs_a_sampler_that_repeats_its_order() -> None:
@@ -352,13 +437,10 @@ def test_a_mid_epoch_state_needs_a_sampler_that_repeats_its_order() -> None:
             RandomSampler(range(8)), InterleavedSamplerConfig(batch_size=2, max_epochs=2)
         )
 
-    state = make().batch_sampler.state_dict()
-    state["batches"] = 1
     with pytest.raises(ValueError, match="got RandomSampler and a start at update 1"):
-        make().get_data_loader().load_state_dict(state)
-    state["batches"] = 4  # an epoch boundary
+        make().get_data_loader().load_state_dict(state_after(make().batch_sampler, 1))
     loader = make().get_data_loader()
-    loader.load_state_dict(state)
+    loader.load_state_dict(state_after(make().batch_sampler, 4))  # an epoch boundary
     assert len(list(loader)) == 4
 
 
@@ -371,13 +453,11 @@ def test_a_mid_pass_state_needs_a_callback_sampler_that_repeats_its_order() -> N
             callback_samplers=[callback],
         )
 
-    state = make().batch_sampler.state_dict()
-    state["batches"] = 2  # train, then batch 1 of the pass
+    inside = state_after(make().batch_sampler, 2)  # train, then batch 1 of the pass
     with pytest.raises(ValueError, match=r"resume inside a pass .*\(RandomSampler\)"):
-        make().batch_sampler.load_state_dict(state)
-    state["batches"] = 4  # right after the pass
+        make().batch_sampler.load_state_dict(inside)
     sampler = make()
-    sampler.batch_sampler.load_state_dict(state)
+    sampler.batch_sampler.load_state_dict(state_after(make().batch_sampler, 4))  # after it
     assert list(next(iter(sampler.batch_sampler))) == [2, 3]
 
 
@@ -396,9 +476,7 @@ class JumpingSampler(CountingSampler):
 def test_a_mid_epoch_resume_jumps_with_iter_from_where_the_sampler_has_it() -> None:
     main = JumpingSampler(IdentityDataset(10))
     sampler = InterleavedSampler(main, InterleavedSamplerConfig(batch_size=3, max_epochs=3))
-    state = sampler.batch_sampler.state_dict()
-    state["batches"] = 7  # epoch 2, after its first batch
-    sampler.batch_sampler.load_state_dict(state)
+    sampler.batch_sampler.load_position(7)  # epoch 2, after its first batch
     assert [list(batch) for batch in sampler.batch_sampler] == [[3, 4, 5], [6, 7, 8]]
     assert main.jumps == [3] and main.iterations == 0
 

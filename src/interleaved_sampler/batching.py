@@ -14,6 +14,7 @@ from interleaved_sampler.data import IndexBatch
 from interleaved_sampler.samplers import (
     StridedOrder,
     repeats_epoch_order,
+    sampler_identity,
     shard_of,
     strided_order,
 )
@@ -241,7 +242,9 @@ class InterleavedBatchSampler(Sampler[list[int]]):
         self.sources = list(sources)
         self.tagged = tagged
         self.sharding = sharding
-        self.fingerprint = schedule.fingerprint([source.name for source in self.sources])
+        self.names = [source.name for source in self.sources]
+        self.fingerprint = schedule.fingerprint(self.names)
+        self.fingerprint["samplers"] = [sampler_identity(source.sampler) for source in sources]
         per_rank = [(shard_of(source.sampler) or (1, 0))[0] for source in self.sources]
         if max(per_rank) > 1:  # per-rank samplers: the schedule is this rank's alone
             self.fingerprint[PER_RANK_REPLICAS] = per_rank
@@ -258,6 +261,8 @@ class InterleavedBatchSampler(Sampler[list[int]]):
         start, self._resume_at = self._resume_at, 0
         restart, self._restart_epoch_order = self._restart_epoch_order, False
         self._produced = start
+        if start:  # a position kept at shutdown is checked when a run resumes from it
+            self.check_resumable(self.schedule.seek(start), restart)
         epoch = _EpochReader(self.sources[0], self.schedule, self.sharding, restart)
         for step in self.schedule.steps(self.schedule.seek(start)):
             if isinstance(step, TrainingSpan):
@@ -275,7 +280,7 @@ class InterleavedBatchSampler(Sampler[list[int]]):
 
     def state_dict(self) -> dict[str, Any]:
         """The position after the batches produced so far (plain, JSON-able data)."""
-        return make_state(self.fingerprint, self._produced)
+        return make_state(self.fingerprint, self.schedule, self.names, self._produced)
 
     def load_state_dict(self, state: dict[str, Any], *, restart_epoch_order: bool = False) -> None:
         """Make the next ``iter()`` continue right after the position ``state`` names.
@@ -288,12 +293,26 @@ class InterleavedBatchSampler(Sampler[list[int]]):
                 loader without state does (the epoch's order is new, not exact).
 
         Raises:
-            ValueError: ``state`` belongs to another schedule or version, or it is a
+            ValueError: ``state`` belongs to other data or samplers or version, or it is a
                 position inside an epoch (or a pass) whose sampler does not repeat its
                 order.
         """
-        batches = read_state(state, self.fingerprint)
+        self.load_position(self.batches_of(state), restart_epoch_order=restart_epoch_order)
+
+    def load_position(self, batches: int, *, restart_epoch_order: bool = False) -> None:
+        """Make the next ``iter()`` continue after the first ``batches`` batches of the run
+        (what :meth:`load_state_dict` does with the position of a state)."""
         self.check_resumable(self.schedule.seek(batches), restart_epoch_order)
+        self.resume_at(batches, restart_epoch_order)
+
+    def batches_of(self, state: dict[str, Any]) -> int:
+        """The batches of this run before the position ``state`` names (see
+        :func:`~interleaved_sampler.state.read_state` for the errors)."""
+        return read_state(state, self.fingerprint, self.schedule, self.names)
+
+    def resume_at(self, batches: int, restart_epoch_order: bool = False) -> None:
+        """Make the next ``iter()`` continue after the first ``batches`` batches of the run,
+        without checking now that the samplers can replay them (the iteration checks)."""
         self._resume_at = self._produced = batches
         self._restart_epoch_order = restart_epoch_order
 

@@ -112,7 +112,8 @@ class InterleavedDataLoader(DataLoader[Any]):
 
     def state_dict(self) -> dict[str, Any]:
         """The position after the batches the loop has consumed (plain, JSON-able data)."""
-        return make_state(self.batch_sampler.fingerprint, self._consumed)
+        sampler = self.batch_sampler
+        return make_state(sampler.fingerprint, sampler.schedule, sampler.names, self._consumed)
 
     def load_state_dict(self, state: dict[str, Any], *, restart_epoch_order: bool = False) -> None:
         """Make the next ``iter()`` yield the rest of the run after the position ``state``.
@@ -123,8 +124,20 @@ class InterleavedDataLoader(DataLoader[Any]):
                 <interleaved_sampler.batching.InterleavedBatchSampler.load_state_dict>`.
 
         Raises:
-            ValueError: ``state`` belongs to another schedule or version, or the samplers
+            ValueError: ``state`` belongs to other data or samplers or version, or the samplers
                 cannot replay the order its position needs (see the batch sampler's).
         """
-        self.batch_sampler.load_state_dict(state, restart_epoch_order=restart_epoch_order)
-        self._consumed = self.batch_sampler.resume_position
+        batches = self.batch_sampler.batches_of(state)
+        self.load_position(batches, restart_epoch_order=restart_epoch_order)
+
+    def load_position(self, batches: int, *, restart_epoch_order: bool = False) -> None:
+        """Make the next ``iter()`` yield the rest of the run after its first ``batches``
+        batches (what :meth:`load_state_dict` does with the position of a state)."""
+        self.batch_sampler.load_position(batches, restart_epoch_order=restart_epoch_order)
+        self._consumed = batches
+
+    def keep_position(self) -> None:
+        """Make the next ``iter()`` continue after the batches consumed so far (as loading
+        :meth:`state_dict` does, but without checking now that the samplers can replay the
+        position: an iteration that resumes from it checks)."""
+        self.batch_sampler.resume_at(self._consumed)

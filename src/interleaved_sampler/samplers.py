@@ -368,3 +368,20 @@ def shuffles(sampler: Any) -> bool:
     return isinstance(sampler, random) or (
         isinstance(sampler, DistributedSampler) and bool(sampler.shuffle)
     )
+
+
+def sampler_identity(sampler: Any) -> dict[str, Any]:
+    """What makes ``sampler``'s orders its own, as plain data: its type and, where it has
+    one, its seed (``.seed``, Accelerate's ``.initial_seed``, or the initial seed of its
+    ``.generator``). A position saved with one sampler means nothing for another type or
+    seed over the same data.
+
+    Example:
+        >>> sampler_identity(SeededRandomSampler(range(4), seed=3))
+        {'type': 'SeededRandomSampler', 'seed': 3}
+    """
+    seed = getattr(sampler, "seed", getattr(sampler, "initial_seed", None))
+    generator = getattr(sampler, "generator", None)
+    if not isinstance(seed, int) and isinstance(generator, torch.Generator):
+        seed = generator.initial_seed()
+    return {"type": type(sampler).__qualname__, "seed": seed if isinstance(seed, int) else None}

@@ -496,7 +496,10 @@ class Schedule:
         return self.end_update - self.start.update
 
     def fingerprint(self, names: Sequence[str]) -> dict[str, Any]:
-        """The schedule as plain data, for telling whether a saved position belongs to it.
+        """What gives a position of this run its meaning, as plain data: the epoch structure
+        and each callback's name and pass shape. Not the run's start or end, nor when the
+        callbacks are due: a position stays meaningful in a run that is longer, shorter or
+        evaluates at other points.
 
         Args:
             names: the name of each source: the main one first, then one per callback.
@@ -507,18 +510,21 @@ class Schedule:
             "batch_size": structure.batch_size,
             "drop_last": structure.drop_last,
             "evaluation": self.evaluation,
-            "start_update": self.start.update,
-            "end_update": self.end_update,
             "callbacks": [
-                {
-                    "name": name,
-                    callback.rule.field: callback.rule.setting,
-                    "pass_len": callback.pass_len,
-                    "batch_size": callback.batch_size,
-                }
+                {"name": name, "pass_len": callback.pass_len, "batch_size": callback.batch_size}
                 for name, callback in zip(names[1:], self.callbacks, strict=True)
             ],
         }
+
+    def layout(self, names: Sequence[str]) -> dict[str, Any]:
+        """The fingerprint together with the run's start, end and due rules: what version 1
+        states (interleaved-sampler 0.3) recorded, whose position is a batch count and so
+        means something in exactly this run only."""
+        layout = self.fingerprint(names)
+        layout.update(start_update=self.start.update, end_update=self.end_update)
+        for callback, plan in zip(layout["callbacks"], self.callbacks, strict=True):
+            callback[plan.rule.field] = plan.rule.setting
+        return layout
 
     @property
     def first_position(self) -> Position:
@@ -564,6 +570,24 @@ class Schedule:
         if self.evaluation:
             return sum(callback.batches_per_pass for callback in self.callbacks)
         return self.batches_before(self.end_update)
+
+    def batches_at(self, position: Position) -> int:
+        """The batches of the run before ``position`` (the inverse of :meth:`seek`).
+
+        Example:
+            >>> from interleaved_sampler.config import InterleavedSamplerConfig
+            >>> plan = CallbackPlan(EveryNUpdates(2), pass_len=5, batch_size=4)
+            >>> config = InterleavedSamplerConfig(batch_size=4, max_updates=4)
+            >>> schedule = Schedule.create(config, sampler_len=16, callbacks=[plan])
+            >>> schedule.batches_at(Position(update=2, passes_done=0, batch_in_pass=1))
+            3
+        """
+        update, due = position.update, self.passes_after(position.update)
+        before = 0
+        if not self.evaluation and update > self.start.update:
+            before = self.batches_before(update - 1) + 1
+        passes = sum(self.callbacks[i].batches_per_pass for i in due[: position.passes_done])
+        return before + passes + position.batch_in_pass
 
     def seek(self, batches: int) -> Position:
         """The position right after the first ``batches`` batches of the run, by arithmetic.

@@ -15,12 +15,13 @@ from collections.abc import Iterator, Sequence
 from itertools import takewhile
 from typing import Any, Protocol
 
+import torch
+
 from interleaved_sampler.batching import InterleavedBatchSampler, Source
 from interleaved_sampler.data import InterleavedBatch
 from interleaved_sampler.loader import InterleavedDataLoader
 from interleaved_sampler.schedule import Place, Schedule
 from interleaved_sampler.sharding import Sharding
-from interleaved_sampler.state import read_state
 
 
 class RunParts(Protocol):
@@ -64,10 +65,15 @@ class _Run:
         return self.upcoming
 
     def start(self) -> None:
-        """Start the loader's iterator (its workers begin prefetching) at its position."""
+        """Start the loader's iterator (its workers begin prefetching) at its position.
+
+        The iterator draws its workers' base seed from the loader's generator; from the
+        global one it draws in a fork of it, so that the global random numbers are those
+        of the plain loaders the split loaders stand for (each draws in its ``iter()``)."""
         if self.iterator is None:
             position = self.schedule.seek(self.loader.batches_consumed)
-            self.iterator = iter(self.loader)
+            with torch.random.fork_rng(devices=[], enabled=self.loader.generator is None):
+                self.iterator = iter(self.loader)
             self.places = self.schedule.places(position)
             self.upcoming = next(self.places, None)
 
@@ -83,7 +89,7 @@ class _Run:
         iterator, self.iterator = self.iterator, None
         if iterator is None:
             return
-        self.loader.load_state_dict(self.loader.state_dict())  # keep the position
+        self.loader.keep_position()
         self.upcoming, self.places = None, iter(())
         self.loader.shutdown_workers()
 
@@ -111,6 +117,12 @@ class _Run:
         )
 
 
+def draw_base_seed(generator: torch.Generator | None) -> None:
+    """Draw what a ``DataLoader`` iterator draws when it starts (its workers' base seed:
+    one int64 from ``generator``, the global generator if ``None``)."""
+    torch.empty((), dtype=torch.int64).random_(generator=generator)
+
+
 class TrainLoader:
     """The training batches of the run, one epoch per ``iter()``.
 
@@ -119,15 +131,25 @@ class TrainLoader:
     due after it, which the evaluation loaders yield. Asked for a batch while a pass is due,
     it raises :class:`OutOfTurnError`. Build it with :meth:`InterleavedSampler.get_loaders
     <interleaved_sampler.InterleavedSampler.get_loaders>`.
+
+    Each ``iter()`` draws from :attr:`generator` what a ``DataLoader`` iterator draws when
+    it starts (the global generator if ``None``), so that a loop's random numbers (dropout)
+    are those it draws with a plain ``DataLoader``; set it to the plain loader's
+    ``generator``.
     """
 
     def __init__(self, run: _Run) -> None:
         self._run = run
+        self.generator: torch.Generator | None = None
 
     def __len__(self) -> int:
         return self._run.schedule.structure.updates_per_epoch
 
     def __iter__(self) -> Iterator[Any]:
+        draw_base_seed(self.generator)
+        return self._epoch()
+
+    def _epoch(self) -> Iterator[Any]:
         run, end = self._run, self._run.schedule.end_update
         place = run.peek()
         while True:
@@ -148,10 +170,13 @@ class PassLoader:
     ``len()`` is the batches of one pass. Asked for a batch while the run's next batch is
     not of a pass over this set, it raises :class:`OutOfTurnError`; :meth:`apart` serves a
     pass outside the run (a framework's own, e.g. a sanity check) in the main process.
+    Each ``iter()`` and :meth:`apart` draws from :attr:`generator` what a ``DataLoader``
+    iterator draws when it starts (see :class:`TrainLoader`).
     """
 
     def __init__(self, run: _Run, callback: int, batch_sampler: InterleavedBatchSampler) -> None:
         self._run, self.callback, self._batch_sampler = run, callback, batch_sampler
+        self.generator: torch.Generator | None = None
 
     @property
     def name(self) -> str:
@@ -165,17 +190,25 @@ class PassLoader:
         place = run.peek()
         if place is None or place.source_index != self.callback + 1:
             raise run.out_of_turn(f"evaluation ({self.name!r})", place)
+        draw_base_seed(self.generator)
+        return self._pass(place)
+
+    def _pass(self, place: Place) -> Iterator[Any]:
+        run, upcoming = self._run, place
         while True:
             yield run.take()
-            if place.is_last_in_pass:
+            if upcoming.is_last_in_pass:
                 return
-            place = run.peek()
-            assert place is not None
+            upcoming = run.peek()  # type: ignore[assignment]  # a pass's batches follow
 
     def apart(self) -> Iterator[Any]:
         """One whole pass over this set loaded in the main process, outside the run: the
         run's position and the pool are not touched. For evaluations a framework runs that
         no schedule knows in advance (a sanity check, an evaluation a user asks for)."""
+        draw_base_seed(self.generator)
+        return self._apart()
+
+    def _apart(self) -> Iterator[Any]:
         loader, sampler = self._run.loader, self._batch_sampler
         for indices in sampler.one_pass(self.callback):
             batch = loader.collate_fn(loader.dataset.__getitems__(indices))  # type: ignore[attr-defined]
@@ -274,14 +307,14 @@ class InterleavedLoaders:
                 the evaluation due at the point it saved.
         """
         self._run.stop()
+        loader = self._run.loader
+        batches = loader.batch_sampler.batches_of(state)
         if skip_due_passes:
-            state = {**state, "batches": state["batches"] + self._due_batches(state)}
-        self._run.loader.load_state_dict(state, restart_epoch_order=restart_epoch_order)
+            batches += self._due_batches(batches)
+        loader.load_position(batches, restart_epoch_order=restart_epoch_order)
 
-    def _due_batches(self, state: dict[str, Any]) -> int:
-        """The batches of the passes due at the position of ``state`` still to come."""
+    def _due_batches(self, batches: int) -> int:
+        """The batches of the passes due at the position after ``batches`` still to come."""
         schedule = self._run.schedule
-        passes = schedule.places(
-            schedule.seek(read_state(state, self.loader.batch_sampler.fingerprint))
-        )
+        passes = schedule.places(schedule.seek(batches))
         return sum(1 for _ in takewhile(lambda place: place.source_index != 0, passes))

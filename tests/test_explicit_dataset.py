@@ -190,8 +190,13 @@ def test_e35_a_callback_dataset_other_than_the_samplers_is_refused() -> None:
 
 @pytest.mark.parametrize(
     ("sampler", "indices"),
-    [(weighted(7), "from 0 to 6"), (subset([2, 6]), "from 2 to 6"), (subset([-1]), "from -1")],
-    ids=["weighted", "subset", "negative"],
+    [
+        (weighted(7), "from 0 to 6"),
+        (subset([2, 6]), "from 2 to 6"),
+        (SubsetRandomSampler(torch.tensor([6, 3])), "from 3 to 6"),
+        (subset([-1]), "from -1"),
+    ],
+    ids=["weighted", "subset", "subset-tensor", "negative"],
 )
 def test_e36_indices_outside_the_given_dataset_are_refused(
     sampler: Sampler[int], indices: str

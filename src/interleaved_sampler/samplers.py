@@ -312,10 +312,12 @@ def index_bound(sampler: Any) -> tuple[int, int] | None:
     """
     if isinstance(sampler, WeightedRandomSampler):
         return 0, len(sampler.weights)
-    if isinstance(sampler, SubsetRandomSampler) and len(sampler.indices):
-        indices = torch.as_tensor(sampler.indices)
+    indices: Any = sampler.indices if isinstance(sampler, SubsetRandomSampler) else ()
+    if not len(indices):
+        return None
+    if hasattr(indices, "min"):  # a tensor or an array: vectorized
         return int(indices.min()), int(indices.max()) + 1
-    return None
+    return int(min(indices)), int(max(indices)) + 1
 
 
 StridedOrder = Callable[[int, int], Iterator[int]]

@@ -286,3 +286,20 @@ def test_trainer_with_a_weighted_train_sampler_equals_trainer(tmp_path: Path) ->
     interleaved = hf_example.run(config, WeightedInterleavedTrainer)
     assert_same_trainer(interleaved, hf_example.run(config, WeightedTrainer))
     assert interleaved.state.global_step == 2 * 6  # 48 draws in batches of 8, 2 epochs
+
+
+def test_trainer_resumes_a_weighted_sampler_inside_an_epoch_only_restarting_it(
+    tmp_path: Path,
+) -> None:
+    """A checkpoint inside an epoch (step 4 of 6) cannot be continued exactly with a sampler
+    that draws a new order each epoch: E18; ``ignore_data_skip`` restarts the epoch's data."""
+    saved = hf_example.RunConfig(output=tmp_path / "saved", save_steps=4, eval_strategy="epoch")
+    hf_example.run(saved, WeightedInterleavedTrainer)
+    resume = replace(
+        saved, output=tmp_path / "resumed", save_steps=0, resume=saved.output / "checkpoint-4"
+    )
+    with pytest.raises(ValueError) as error:
+        hf_example.run(resume, WeightedInterleavedTrainer)
+    assert_names(error, "repeats its epoch order", "got WeightedRandomSampler", "update 4")
+    restarted = hf_example.run(replace(resume, ignore_data_skip=True), WeightedInterleavedTrainer)
+    assert restarted.state.global_step == 12

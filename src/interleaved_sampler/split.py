@@ -11,19 +11,34 @@ next batch of the run comes from, and a loader asked out of turn raises
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from itertools import takewhile
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 
-from interleaved_sampler.batching import InterleavedBatchSampler
+from interleaved_sampler.batching import InterleavedBatchSampler, Source
 from interleaved_sampler.data import InterleavedBatch
 from interleaved_sampler.loader import InterleavedDataLoader
 from interleaved_sampler.schedule import Place, Position, Schedule
+from interleaved_sampler.sharding import Sharding
 
-if TYPE_CHECKING:
-    from interleaved_sampler.sampler import InterleavedSampler
+
+class RunParts(Protocol):
+    """What the split loaders read of a run (an :class:`~interleaved_sampler.InterleavedSampler`
+    has it): its schedule, its sources and their names, and how it is split over ranks."""
+
+    @property
+    def schedule(self) -> Schedule: ...
+
+    @property
+    def sources(self) -> Sequence[Source]: ...
+
+    @property
+    def source_names(self) -> Sequence[str]: ...
+
+    @property
+    def sharding(self) -> Sharding: ...
 
 
 class OutOfTurnError(RuntimeError):
@@ -36,7 +51,7 @@ class _Run:
     once (no reference cycle left to the garbage collector, whose late join of live workers
     stalls)."""
 
-    def __init__(self, loader: InterleavedDataLoader, names: list[str], tagged: bool) -> None:
+    def __init__(self, loader: InterleavedDataLoader, names: Sequence[str], tagged: bool) -> None:
         self.loader, self.names, self.tagged = loader, names, tagged
         self.schedule: Schedule = loader.batch_sampler.schedule
         self.iterator: Iterator[InterleavedBatch] | None = None
@@ -214,7 +229,7 @@ class InterleavedLoaders:
     <interleaved_sampler.InterleavedSampler.get_loaders>`.
 
     Args:
-        sampler: the run.
+        sampler: the run (its schedule, sources, their names and sharding).
         loader: the run's tagged loader (``sampler.get_data_loader(tagged=True, ...)``).
         tagged: the split loaders yield :class:`~interleaved_sampler.InterleavedBatch`
             objects (else the bare collated batches).
@@ -238,7 +253,7 @@ class InterleavedLoaders:
     """
 
     def __init__(
-        self, sampler: InterleavedSampler, loader: InterleavedDataLoader, tagged: bool = False
+        self, sampler: RunParts, loader: InterleavedDataLoader, tagged: bool = False
     ) -> None:
         self._run = _Run(loader, sampler.source_names, tagged)
         passes = InterleavedBatchSampler(

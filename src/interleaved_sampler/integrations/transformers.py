@@ -189,12 +189,11 @@ class InterleavedTrainer(Trainer):
         if self.train_dataset is None:
             raise ValueError("Trainer: training requires a train_dataset.")
         self._close()  # a new run (auto_find_batch_size calls again)
-        collator, sampler = self._train_parts()
-        return _TrainView(self, collator, sampler)
+        return _TrainView(self, *self._train_parts())
 
-    def _train_parts(self) -> tuple[Any, SizedIterable]:
-        """The train collator and sampler (over the train dataset with its unused columns
-        removed: the sampler's dataset), as ``Trainer._get_dataloader`` makes them."""
+    def _train_parts(self) -> tuple[Any, Any, SizedIterable]:
+        """The train dataset (with its unused columns removed: the sampler's dataset), collator
+        and sampler, as ``Trainer._get_dataloader`` makes them."""
         dataset, collator = self._dataset_and_collator(self.train_dataset, "Training")
         sampler = self._get_train_sampler(dataset)
         if type(sampler) is RandomSampler:
@@ -206,7 +205,7 @@ class InterleavedTrainer(Trainer):
                 f"{type(sampler).__name__}; batch samplers (train_sampling_strategy="
                 "'batch_rebalance') are not supported"
             )
-        return collator, sampler
+        return dataset, collator, sampler
 
     def _seedable_order(self, sampler: RandomSampler) -> SeedableOrder:
         """The order ``Trainer``'s prepared loader gives a ``RandomSampler``."""
@@ -237,7 +236,7 @@ class InterleavedTrainer(Trainer):
         )
         return structure.updates_per_epoch
 
-    def _start_run(self, collator: Any, sampler: SizedIterable) -> InterleavedLoaders:
+    def _start_run(self, dataset: Any, collator: Any, sampler: SizedIterable) -> InterleavedLoaders:
         """Build the run now that ``Trainer`` has computed ``max_steps`` and ``eval_steps``,
         and place it where a resume continues."""
         if self._loaders is not None:
@@ -269,6 +268,7 @@ class InterleavedTrainer(Trainer):
             ],
             num_replicas=world,
             rank=self.args.process_index,
+            train_dataset=dataset,
         )
         loaders = run.get_loaders(**self._loader_arguments())
         if resume is not None and not resume.restart_epoch:
@@ -326,6 +326,7 @@ class InterleavedTrainer(Trainer):
             name=name,
             at_updates=points,
             split="contiguous",
+            dataset=dataset,
         )
 
     def _loader_arguments(self) -> dict[str, Any]:
@@ -398,8 +399,10 @@ class _TrainView:
     """The train loader ``Trainer`` iterates: one epoch of the run per ``iter()``; the run is
     built at the first (when ``Trainer`` knows ``max_steps``)."""
 
-    def __init__(self, trainer: InterleavedTrainer, collator: Any, sampler: SizedIterable) -> None:
-        self._trainer, self._collator, self._sampler = trainer, collator, sampler
+    def __init__(
+        self, trainer: InterleavedTrainer, dataset: Any, collator: Any, sampler: SizedIterable
+    ) -> None:
+        self._trainer, self._parts = trainer, (dataset, collator, sampler)
         self.dataset = trainer.train_dataset
         self._length = trainer._updates_per_epoch(sampler)
 
@@ -407,7 +410,7 @@ class _TrainView:
         return self._length
 
     def __iter__(self) -> Iterator[Any]:
-        return iter(self._trainer._start_run(self._collator, self._sampler).train)
+        return iter(self._trainer._start_run(*self._parts).train)
 
 
 class _EvalView(DataLoaderStateMixin):  # type: ignore[misc]

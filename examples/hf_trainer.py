@@ -5,6 +5,7 @@
     torchrun --standalone --nproc-per-node=2 examples/hf_trainer.py   # 2 processes (gloo)
     python examples/hf_trainer.py --save-steps 5 --output runs/hf      # checkpoints
     python examples/hf_trainer.py --resume runs/hf/checkpoint-5
+    python examples/hf_trainer.py --gpu --full-determinism   # on a GPU
 
 A tiny regression model (no downloads), a train set of 90 samples and two eval sets (a dict),
 evaluated every ``--eval-steps`` optimizer steps. With ``InterleavedTrainer`` the train set
@@ -52,6 +53,9 @@ class RunConfig:
         ignore_data_skip: ``ignore_data_skip``.
         learning_rate: ``learning_rate`` (0: the weights stay as initialized).
         json: write ``log_history`` (without timings) to ``output/history.json``.
+        use_cpu: ``use_cpu`` (False: on the GPU where there is one).
+        full_determinism: ``full_determinism`` (on a GPU: the same results every run, bit
+            for bit).
     """
 
     plain: bool = False
@@ -69,6 +73,8 @@ class RunConfig:
     ignore_data_skip: bool = False
     learning_rate: float = 0.05
     json: bool = False
+    use_cpu: bool = True
+    full_determinism: bool = False
 
 
 def regression(size: int, seed: int) -> list[dict[str, Any]]:
@@ -136,7 +142,8 @@ def arguments(config: RunConfig) -> TrainingArguments:
         dataloader_multiprocessing_context="spawn" if config.workers else None,
         ignore_data_skip=config.ignore_data_skip,
         report_to=[],
-        use_cpu=True,
+        use_cpu=config.use_cpu,
+        full_determinism=config.full_determinism,
         disable_tqdm=True,
         seed=0,
     )
@@ -184,6 +191,8 @@ def main(argv: list[str] | None = None) -> Trainer:
     parser.add_argument("--ignore-data-skip", action="store_true")
     parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--gpu", dest="use_cpu", action="store_false")
+    parser.add_argument("--full-determinism", action="store_true")
     trainer = run(RunConfig(**vars(parser.parse_args(argv))))
     if trainer.is_world_process_zero():
         for entry in history(trainer):

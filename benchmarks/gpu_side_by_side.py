@@ -39,7 +39,10 @@ Without CUDA the small configuration is the default (``--small`` on a GPU): tiny
 network, one round, no pinning. On CUDA the script prints the device's name and the versions
 of torch, CUDA and Lightning; ``--pin-memory`` and ``--non-blocking`` are on by default there.
 ``--start-method fork`` or ``forkserver`` (the default, Python 3.14's on Linux); ``fork``
-after CUDA is initialized is safe for these workers, which never touch CUDA.
+after CUDA is initialized is safe for these workers, which never touch CUDA. The forkserver
+is started before the first run (it outlives them all); its workers are its children, so
+their CPU time counts in "others busy", not in the tree's CPU time (``measure.py``), and each
+imports this script (torch included) when it starts, as a spawned worker does.
 
 Usage: python benchmarks/gpu_side_by_side.py [--small] [--rounds 3] [--updates 512]
        [--eval-every 128] [--workers 8] [--sample-ms 1] [--start-method forkserver]

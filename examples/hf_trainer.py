@@ -5,6 +5,7 @@
     torchrun --standalone --nproc-per-node=2 examples/hf_trainer.py   # 2 processes (gloo)
     python examples/hf_trainer.py --save-steps 5 --output runs/hf      # checkpoints
     python examples/hf_trainer.py --resume runs/hf/checkpoint-5
+    python examples/hf_trainer.py --gpu --full-determinism   # on a GPU
 
 A tiny regression model (no downloads, ``--dropout`` for one that draws random numbers), a
 train set of 90 samples and two eval sets (a dict; ``--eval-sets 1``: one eval set),
@@ -53,6 +54,9 @@ class RunConfig:
         json: write ``log_history`` (without timings) to ``output/history.json``.
         dropout: the dropout probability of the model's hidden layer.
         eval_sets: 2: a dict of two eval sets; 1: one eval set (``eval_dataset=dataset``).
+        use_cpu: ``use_cpu`` (False: on the GPU where there is one).
+        full_determinism: ``full_determinism`` (on a GPU: the same results every run, bit
+            for bit).
     """
 
     plain: bool = False
@@ -72,6 +76,8 @@ class RunConfig:
     json: bool = False
     dropout: float = 0.0
     eval_sets: int = 2
+    use_cpu: bool = True
+    full_determinism: bool = False
 
 
 def regression(size: int, seed: int) -> list[dict[str, Any]]:
@@ -127,7 +133,8 @@ def arguments(config: RunConfig) -> TrainingArguments:
         dataloader_multiprocessing_context="spawn" if config.workers else None,
         ignore_data_skip=config.ignore_data_skip,
         report_to=[],
-        use_cpu=True,
+        use_cpu=config.use_cpu,
+        full_determinism=config.full_determinism,
         disable_tqdm=True,
         seed=0,
     )
@@ -184,6 +191,8 @@ def main(argv: list[str] | None = None) -> Trainer:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--dropout", type=float, default=defaults.dropout)
     parser.add_argument("--eval-sets", type=int, choices=(1, 2), default=defaults.eval_sets)
+    parser.add_argument("--gpu", dest="use_cpu", action="store_false")
+    parser.add_argument("--full-determinism", action="store_true")
     trainer = run(RunConfig(**vars(parser.parse_args(argv))))
     if trainer.is_world_process_zero():
         for entry in history(trainer):

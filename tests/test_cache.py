@@ -133,16 +133,6 @@ def test_the_cached_stream_with_spawned_workers(tagged: bool) -> None:
     check_cached_run(CACHED, tagged, num_workers=2, multiprocessing_context="spawn")
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="pinned memory needs CUDA")
-@pytest.mark.parametrize("tagged", [False, True])
-def test_the_cached_stream_pinned(tagged: bool) -> None:
-    check_cached_run(CACHED, tagged, num_workers=2, pin_memory=True)
-    loader = CACHED.sampler().get_data_loader(num_workers=2, pin_memory=True, tagged=tagged)
-    batches = list(loader)
-    datas = [b.data if tagged else b for b in batches]
-    assert len(datas) == len(loader) and all(data.is_pinned() for data in datas)
-
-
 def with_callback(sampler: Any, **callback: Any) -> InterleavedSampler:
     """6 updates of batches of 2 and one callback, named ``val``, over ``sampler``."""
     return InterleavedSampler(

@@ -176,12 +176,6 @@ def test_pin_memory_pins_the_data_and_keeps_the_tag() -> None:
 
 def test_pin_memory_loader_with_workers_yields_the_tagged_stream() -> None:
     # without an accelerator torch turns pinning off (with a warning); with CUDA, data is pinned
+    # (test_cuda.py checks that)
     with pytest.warns(UserWarning) if not torch.cuda.is_available() else nullcontext():
         check_tagged_run(MIXED, num_workers=2, pin_memory=True)
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="pinned memory needs CUDA")
-def test_pinned_tagged_batches_with_cuda() -> None:
-    loader = MIXED.sampler().get_data_loader(num_workers=2, pin_memory=True, tagged=True)
-    batches = list(loader)
-    assert batches and all(batch.data.is_pinned() for batch in batches)

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_transformers import assert_same
 from torchrun_worker import load_example
 from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
 
@@ -95,13 +95,6 @@ def drawn_settings(draw: st.DrawFn) -> Setting:
     )
 
 
-def assert_same(a: Trainer, b: Trainer) -> None:
-    assert example.history(a) == example.history(b)
-    assert a.state.global_step == b.state.global_step
-    for (name, p), q in zip(a.model.named_parameters(), b.model.parameters(), strict=True):
-        assert torch.equal(p, q), name
-
-
 def checkpoints(output: Path) -> list[Path]:
     return sorted(output.glob("checkpoint-*"), key=lambda path: int(path.name.split("-")[1]))
 
@@ -134,11 +127,16 @@ def check_same_as_trainer(setting: Setting, data: st.DataObject, tmp: Path) -> N
         assert_same(resumed[name], resumed["plain"])
 
 
-@settings(
-    max_examples=6,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
+def drawn(max_examples: int) -> Any:
+    """Hypothesis settings for ``max_examples`` drawn runs of a few trainers each."""
+    return settings(
+        max_examples=max_examples,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    )
+
+
+@drawn(6)
 @given(setting=drawn_settings(), data=st.data())
 def test_the_same_run_and_resume_as_trainer_on_drawn_settings(
     setting: Setting, data: st.DataObject, tmp_path_factory: pytest.TempPathFactory
@@ -147,11 +145,7 @@ def test_the_same_run_and_resume_as_trainer_on_drawn_settings(
 
 
 @pytest.mark.slow
-@settings(
-    max_examples=40,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
+@drawn(40)
 @given(setting=drawn_settings(), data=st.data())
 def test_the_same_run_and_resume_as_trainer_on_many_drawn_settings(
     setting: Setting, data: st.DataObject, tmp_path_factory: pytest.TempPathFactory

@@ -507,7 +507,12 @@ def test_e31_a_run_that_cannot_be_split_over_the_ranks() -> None:
     short = config(batch_size=4, drop_last=False, max_epochs=1)  # 13 = 3 x 4 + 1
     with pytest.raises(ValueError) as error:
         InterleavedSampler(seq(13), short, num_replicas=2)
-    assert_names(error, "batch_size=1 must be at least num_replicas=2", "last training batch")
+    assert_names(
+        error,
+        "the last training batch of each epoch (13 training samples in batches of batch_size=4,"
+        " drop_last=False) has 1 sample, fewer than num_replicas=2",
+        "or set drop_last=True",
+    )
 
 
 def test_e32_a_sampler_that_shards_itself_in_a_global_run() -> None:

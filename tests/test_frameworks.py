@@ -55,7 +55,7 @@ def devices(data: Any) -> list[str]:
 
 
 def tagged_batch() -> InterleavedBatch:
-    tag = BatchTag("val", 1, TrainingProgress(1, 8, 64), 0, 2)
+    tag = BatchTag("val", 1, TrainingProgress(1, 8, 64), 0, 2, 2, 2)
     return InterleavedBatch.create(nested(), tag, [4, 5])
 
 

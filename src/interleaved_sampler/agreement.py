@@ -223,7 +223,7 @@ class Ranks:
         the rank's later random numbers (dropout) are those it draws without this.
         """
         own = torch.get_rng_state()
-        zero = own.to(self._device())
+        zero = own.to(self._device(), copy=True)  # the broadcast writes into it
         source = 0 if self.group is None else dist.get_global_rank(self.group, 0)
         dist.broadcast(zero, src=source, group=self.group)
         torch.set_rng_state(zero.cpu())

@@ -229,10 +229,12 @@ def example_runs(out: Path) -> dict[str, Any]:
     a run that one process stopped (``out/one.pt``, written by the test)."""
     ddp = load_example("ddp")
     full = ddp.run(ddp.RunConfig())
+    uneven = ddp.run(ddp.RunConfig(drop_last=False))  # epochs end with 11 samples: 6 + 5
     stopped = ddp.run(ddp.RunConfig(stop_after=7, checkpoint=out / "two.pt"))
     from_one = ddp.run(ddp.RunConfig(resume=True, checkpoint=out / "one.pt", workers=1))
     return {
         "full": [[m.update, m.name, m.value] for m in full],
+        "uneven": [[m.update, m.name, m.value] for m in uneven],
         "stopped": [[m.update, m.name, m.value] for m in stopped],
         "from_one": [[m.update, m.name, m.value] for m in from_one],
     }

@@ -425,7 +425,8 @@ class CachingBatchSampler(InterleavedBatchSampler):
     yields the same indices, and a :class:`CachedPass` in :attr:`passes` tells the loader
     where to serve it. The batches it yields and the passes it records together are the
     run of an :class:`InterleavedBatchSampler`; ``len()`` and the state protocol count
-    both.
+    both. Only the loader that serves the left-out passes iterates it (it sets
+    :attr:`served` for each iteration); any other iteration raises ``TypeError``.
 
     Args:
         schedule: the run's schedule.
@@ -445,6 +446,7 @@ class CachingBatchSampler(InterleavedBatchSampler):
         ...         SequentialSampler(range(3)), every_n_updates=1, batch_size=3, cache=True)],
         ... )
         >>> sampler = CachingBatchSampler(run.schedule, run.sources, cached={0})
+        >>> sampler.served = True  # what its loader sets: it serves the passes left out
         >>> [list(batch) for batch in sampler], len(sampler)
         ([[0, 1], [4, 5, 6], [2, 3]], 4)
         >>> [(p.at, p.served) for p in sampler.passes]
@@ -465,8 +467,17 @@ class CachingBatchSampler(InterleavedBatchSampler):
         self.passes: deque[CachedPass] = deque()
         self._first_passes: dict[int, list[IndexBatch]] = {}
         self._loaded = 0
+        self.served = False  # set by the loader that serves the cached passes
 
     def __iter__(self) -> Iterator[IndexBatch]:
+        if not self.served:
+            raise TypeError(
+                "a run with cached callbacks (cache=True) serves their later passes from the "
+                "loader of get_data_loader(), which keeps them: iterate that loader, not its "
+                "batch sampler in another loader (torchdata's StatefulDataLoader would "
+                "silently miss those passes); or set cache=False"
+            )
+        self.served = False  # the loader sets it again for its next iteration
         self.passes.clear()
         self._first_passes, self._loaded = {}, 0
         for batch in super().__iter__():

@@ -63,9 +63,11 @@ class InterleavedDataLoader(DataLoader[Any]):
     def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
         # Read before the workers start: prefetching starts the batch sampler's iteration.
         self._consumed = self.batch_sampler.resume_position
+        sampler = self.batch_sampler
+        if isinstance(sampler, CachingBatchSampler):
+            sampler.served = True  # this iterator serves the passes it leaves out
         batches: Iterator[Any] = super().__iter__()
         self._iteration = weakref.ref(batches)  # weak: dropping the loop's iterator frees it
-        sampler = self.batch_sampler
         if isinstance(sampler, CachingBatchSampler):
             self._cache = PassCache([plan.batches_per_pass for plan in sampler.schedule.callbacks])
             batches = self._cache.interleave(batches, sampler.passes)

@@ -14,6 +14,7 @@ loader, which serves their later passes from memory: refused here.)
 from __future__ import annotations
 
 import argparse
+
 import torch
 from torch.utils.data import SequentialSampler, TensorDataset
 from torchdata.stateful_dataloader import StatefulDataLoader

@@ -295,7 +295,7 @@ def test_another_loader_over_the_caching_batch_sampler_is_refused() -> None:
     other = StatefulDataLoader(
         parts.dataset, batch_sampler=parts.batch_sampler, collate_fn=parts.collate_fn
     )
-    with pytest.raises(TypeError, match="cache=True.*iterate that loader"):
+    with pytest.raises(TypeError, match=r"cache=True.*iterate that loader"):
         next(iter(other))
     assert len(list(parts)) == 12  # the loader itself serves every pass
 

@@ -5,10 +5,11 @@ rank builds the same run: the same samplers (type and seed), datasets, batch siz
 configuration. :class:`Ranks` is the process group (``torch.distributed``) a run is split
 over; :meth:`Ranks.agree` compares the ranks' :class:`RankFacts` in one small collective
 and raises the same clear error on every rank when they differ. The batch sampler of a
-global run calls it at its first iteration; :func:`~interleaved_sampler.distributed.
-check_same_schedule` is the same check, called explicitly. A sampler whose order comes
-from each process's own global random generator (torch's ``RandomSampler`` without a
-generator) takes rank 0's order on every rank (:meth:`Ranks.rank_zero_order`).
+global run calls it at its first iteration;
+:func:`~interleaved_sampler.distributed.check_same_schedule` is the same check, called
+explicitly. A sampler whose order comes from each process's own global random generator
+(torch's ``RandomSampler`` without a generator) takes rank 0's order on every rank
+(:meth:`Ranks.rank_zero_order`).
 """
 
 from __future__ import annotations
@@ -215,8 +216,9 @@ class Ranks:
 
     def rank_zero_order(self, sampler: Any) -> Iterator[int]:
         """A new iteration of ``sampler`` in rank 0's order, for a sampler that draws its
-        order from the global random generator (:func:`~interleaved_sampler.samplers.
-        draws_from_global_rng`). A collective (one broadcast of rank 0's generator state).
+        order from the global random generator
+        (:func:`~interleaved_sampler.samplers.draws_from_global_rng`). A collective (one
+        broadcast of rank 0's generator state).
 
         Every rank's global generator ends where its own iteration of ``sampler`` leaves
         it (the sampler is iterated once from this rank's own state too, for its draws), so

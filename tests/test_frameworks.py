@@ -116,16 +116,6 @@ def test_accelerate_sharding_is_refused_with_the_fix(tagged: bool, split_batches
         )
 
 
-def test_accelerate_prepare_in_one_process_keeps_the_schedule() -> None:
-    from accelerate import Accelerator
-
-    sampler = small_sampler()
-    plain = [(b.source, b.indices) for b in sampler.get_data_loader(tagged=True)]
-    prepared = Accelerator(cpu=True).prepare(sampler.get_data_loader(tagged=True))
-    assert [(b.source, b.indices) for b in prepared] == plain
-    assert len(plain) == len(sampler.batch_sampler)
-
-
 def test_fabric_setup_dataloaders_yields_tagged_batches() -> None:
     from lightning_fabric import Fabric
 

@@ -372,18 +372,54 @@ def shuffles(sampler: Any) -> bool:
     )
 
 
+def draws_from_global_rng(sampler: Any) -> bool:
+    """Whether ``sampler`` draws its order from the global random generator: torch's
+    ``RandomSampler``, ``SubsetRandomSampler`` and ``WeightedRandomSampler`` without a
+    ``generator`` (each draws all it needs when its iteration yields its first index).
+    In several processes each then has its own order.
+
+    Example:
+        >>> draws_from_global_rng(RandomSampler(range(4)))
+        True
+        >>> draws_from_global_rng(RandomSampler(range(4), generator=torch.Generator()))
+        False
+    """
+    return (
+        type(sampler).__iter__ in _GLOBAL_RNG_ITERATIONS
+        and getattr(sampler, "generator", None) is None
+    )
+
+
+_GLOBAL_RNG_ITERATIONS = (
+    RandomSampler.__iter__,
+    SubsetRandomSampler.__iter__,
+    WeightedRandomSampler.__iter__,
+)
+# Options of torch's samplers that change the order a seed gives.
+_ORDER_OPTIONS = ("shuffle", "replacement")
+
+
 def sampler_identity(sampler: Any) -> dict[str, Any]:
-    """What makes ``sampler``'s orders its own, as plain data: its type and, where it has
-    one, its seed (``.seed``, Accelerate's ``.initial_seed``, or the initial seed of its
-    ``.generator``). A position saved with one sampler means nothing for another type or
-    seed over the same data.
+    """What makes ``sampler``'s orders its own, as plain data: its type, its seed
+    (``.seed``, Accelerate's ``.initial_seed``, or the initial seed of its ``.generator``;
+    ``None`` without one) and the options that change the order a seed gives
+    (``shuffle`` of ``DistributedSampler``, ``replacement`` of ``RandomSampler``), where it
+    has them. A position saved with one sampler means nothing for another type, seed or
+    option over the same data.
 
     Example:
         >>> sampler_identity(SeededRandomSampler(range(4), seed=3))
         {'type': 'SeededRandomSampler', 'seed': 3}
+        >>> sampler_identity(DistributedSampler(range(4), num_replicas=1, rank=0, seed=5))
+        {'type': 'DistributedSampler', 'seed': 5, 'shuffle': True}
     """
     seed = getattr(sampler, "seed", getattr(sampler, "initial_seed", None))
     generator = getattr(sampler, "generator", None)
     if not isinstance(seed, int) and isinstance(generator, torch.Generator):
         seed = generator.initial_seed()
-    return {"type": type(sampler).__qualname__, "seed": seed if isinstance(seed, int) else None}
+    identity = {"type": type(sampler).__qualname__, "seed": seed if isinstance(seed, int) else None}
+    for option in _ORDER_OPTIONS:
+        value = getattr(sampler, option, None)
+        if isinstance(value, bool):
+            identity[option] = value
+    return identity

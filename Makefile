@@ -1,22 +1,31 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+# one venv, one stamp per install: the demo needs the library and its `cli` extra only, the
+# tests and linters the whole development stack (either may come first)
 STAMP := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.demo-installed
 DOCS_STAMP := $(VENV)/.docs-installed
 
 .PHONY: demo test test-slow lint docs dist-check bench clean
 
-$(STAMP): pyproject.toml constraints.txt
+$(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml constraints.txt | $(PY)
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
+
+$(DEMO_STAMP): pyproject.toml constraints.txt | $(PY)
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[cli]'
+	touch $(DEMO_STAMP)
 
 $(DOCS_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[docs]'
 	touch $(DOCS_STAMP)
 
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	$(PY) -m interleaved_sampler demo
 
 # the fast tier and the linters; the slow tier (torchrun, spawn, large fuzz runs): test-slow

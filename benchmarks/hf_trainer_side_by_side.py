@@ -14,9 +14,9 @@ dict; ``spawn`` workers), evaluated every ``--eval-steps`` optimizer steps
 - ``interleaved``: ``InterleavedTrainer`` with the non-persistent variant's arguments: one pool
   for training and every evaluation, for the run.
 
-All three override ``_get_train_sampler`` with a ``SeededRandomSampler`` (a deterministic
-order, as ``examples/hf_trainer.py`` does), so all must see the same samples in the same
-order, end with bit-identical weights and log the same eval losses, or the script fails.
+All three use ``Trainer``'s own train sampler (no override: Accelerate's seedable order,
+which ``InterleavedTrainer`` reproduces), so all must see the same samples in the same order,
+end with bit-identical weights and log the same eval losses, or the script fails.
 Measured per ``trainer.train()``: wall time, peak PSS summed over the process tree, worker
 processes started (a ``StartupCounter`` chained before every loader's ``worker_init_fn``:
 ``Trainer`` gives one only to its train loaders, so ``_get_dataloader`` is overridden to add
@@ -45,7 +45,6 @@ from typing import Any
 import side_by_side as shared
 import torch
 
-from interleaved_sampler import SeededRandomSampler
 from interleaved_sampler.bench.measure import StartupCounter
 from interleaved_sampler.bench.scenario import Datasets
 
@@ -99,14 +98,10 @@ if __name__ != "__mp_main__":
     from interleaved_sampler.integrations.transformers import InterleavedTrainer
 
     class Instrumented:
-        """What every benchmarked trainer adds: the deterministic train sampler, and the
-        start-up counter chained before a loader's ``worker_init_fn``."""
+        """What every benchmarked trainer adds: the start-up counter chained before a
+        loader's ``worker_init_fn``."""
 
-        train_dataset: Any
         counter: StartupCounter | None = None
-
-        def _get_train_sampler(self, train_dataset: Any = None) -> SeededRandomSampler:
-            return SeededRandomSampler(train_dataset or self.train_dataset, seed=0)
 
         def counting(self, worker_init_fn: Callable[[int], None] | None) -> Any:
             """``worker_init_fn`` with the start-ups counted first."""

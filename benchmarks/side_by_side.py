@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import gc
 import multiprocessing
+import multiprocessing.forkserver
 import statistics
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -464,6 +465,8 @@ def run_rounds(
         SampleMismatchError: as soon as a fit saw other samples than the first.
     """
     context = multiprocessing.get_context(setting.start_method)
+    if setting.start_method == "forkserver":  # its server outlives every fit: start it first
+        multiprocessing.forkserver.ensure_running()
     results = Results(setting, {variant.name: [] for variant in variants})
     width = max(len(variant.name) for variant in variants)
     for round_ in range(setting.rounds):
@@ -492,15 +495,22 @@ def spread(values: Sequence[float]) -> str:
     return f"{min(values):.2f}-{max(values):.2f}"
 
 
-def table(results: Results) -> list[str]:
-    """The Markdown table: one row per variant, then the limit and the pool start-up."""
+Column = tuple[str, Callable[[Results, str], str]]
+"""A column a benchmark adds to :func:`table`: its header and its cell for a variant."""
+
+
+def table(results: Results, extra: Sequence[Column] = ()) -> list[str]:
+    """The Markdown table: one row per variant, then the limit and the pool start-up;
+    ``extra`` columns go on the right (empty in the last two rows)."""
+    headers = "".join(f" {header} |" for header, _ in extra)
     lines = [
         "| variant | wall s (median; min-max) | first train batch s | worker start-ups "
-        "| peak PSS MiB | CPU s (tree) | main process CPU s | others busy, cores (max) |",
-        "|---|---|---|---|---|---|---|---|",
+        f"| peak PSS MiB | CPU s (tree) | main process CPU s | others busy, cores (max) |{headers}",
+        "|---|---|---|---|---|---|---|---|" + "---|" * len(extra),
     ]
     for name, runs in results.runs.items():
         walls = [run.wall_s for run in runs]
+        cells = "".join(f" {cell(results, name)} |" for _, cell in extra)
         lines.append(
             f"| {name} | {results.wall(name):.2f} ({spread(walls)}) "
             f"| {results.median(name, attrgetter('first_batch_s')):.2f} "
@@ -509,16 +519,16 @@ def table(results: Results) -> list[str]:
             f"| {results.median(name, attrgetter('cpu_s')):.1f} "
             f"| {results.median(name, attrgetter('main_cpu_s')):.1f} "
             f"| {results.median(name, attrgetter('other_cores')):.2f} "
-            f"({max(run.other_cores for run in runs):.2f}) |"
+            f"({max(run.other_cores for run in runs):.2f}) |{cells}"
         )
-    setting = results.setting
+    setting, blank = results.setting, " |" * len(extra)
     lines.append(
         f"| worker-bound limit | {setting.limit_s:.2f} | | | "
-        f"| {setting.loading_s:.1f} (loading) | | |"
+        f"| {setting.loading_s:.1f} (loading) | | |{blank}"
     )
     lines.append(
         f"| pool start-up (time to first batch, apart) | {results.startup_s:.2f} | | | "
-        f"| {results.startup_cpu_s:.1f} | | |"
+        f"| {results.startup_cpu_s:.1f} | | |{blank}"
     )
     return lines
 
@@ -618,11 +628,16 @@ class Report:
 
 
 def report(
-    results: Results, head: str, same: str, tail: Sequence[str], log: Callable[[str], None]
+    results: Results,
+    head: str,
+    same: str,
+    tail: Sequence[str],
+    log: Callable[[str], None],
+    extra: Sequence[Column] = (),
 ) -> Report:
-    """Print ``head`` (the scenario), the table, ``same`` (the samples check) and ``tail``
-    (the ratios), and return them."""
-    lines = [head, "", *table(results), "", same, *tail]
+    """Print ``head`` (the scenario), the table (with the ``extra`` columns), ``same`` (the
+    samples check) and ``tail`` (the ratios), and return them."""
+    lines = [head, "", *table(results, extra), "", same, *tail]
     for line in lines:
         log(line)
     return Report(results, lines)
@@ -644,27 +659,37 @@ def options(updates: str, every: tuple[str, str], workers: str) -> dict[str, tup
     }
 
 
+QUICK_FLAG = ("quick", "tiny fits, one round: a smoke test")
+
+
 def parse(
     argv: Sequence[str] | None,
     description: str,
     defaults: SettingT,
     quick: SettingT,
     options: Mapping[str, tuple[str, str]],
+    quick_flag: tuple[str, str] = QUICK_FLAG,
 ) -> SettingT:
-    """The setting of the command line: ``--quick`` (``quick`` instead of ``defaults``) and
-    one option per ``flag: (field of the setting, help)`` in ``options``."""
+    """The setting of the command line: ``--quick`` (``quick`` instead of ``defaults``; its
+    name and help: ``quick_flag``) and one option per ``flag: (field of the setting, help)``
+    in ``options`` (``--flag``/``--no-flag`` for a field that is a bool)."""
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--quick", action="store_true", help="tiny fits, one round: a smoke test")
+    parser.add_argument(f"--{quick_flag[0]}", action="store_true", help=quick_flag[1])
     for flag, (name, text) in options.items():
         default = getattr(defaults, name)
+        shown = f"{text} (default {default}; with --{quick_flag[0]} {getattr(quick, name)})"
+        if isinstance(default, bool):
+            action = argparse.BooleanOptionalAction
+            parser.add_argument(f"--{flag}", dest=name, action=action, default=None, help=shown)
+            continue
         parser.add_argument(
             f"--{flag}",
             dest=name,
             metavar=flag.upper().replace("-", "_"),
             type=type(default),
-            help=f"{text} (default {default}; with --quick {getattr(quick, name)})",
+            help=shown,
         )
     args = parser.parse_args(argv)
     names = [name for name, _ in options.values()]
     chosen = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
-    return replace(quick if args.quick else defaults, **chosen)
+    return replace(quick if getattr(args, quick_flag[0]) else defaults, **chosen)

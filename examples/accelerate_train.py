@@ -1,28 +1,36 @@
 """Hugging Face Accelerate with one interleaved loader, in one or several processes.
 
     python examples/accelerate_train.py
-    torchrun --standalone --nproc-per-node=2 examples/accelerate_train.py   # or accelerate launch
+    torchrun --standalone --nproc-per-node=2 examples/accelerate_train.py   # 2 processes, CPU
     python examples/accelerate_train.py --stop-at 13 --state s/   # save_state after 13 updates
     python examples/accelerate_train.py --resume s/                # load_state and continue
+    python examples/accelerate_train.py --accumulation 2           # gradient accumulation
 
 The recipe: ``accelerator.prepare(model, optimizer)``, but NOT the loader (nor the LR
-scheduler, see ``run``).
-Accelerate would re-shard the loader's batches over the processes round-robin, so the
-ranks would see different sources at the same step; the interleaved sampler splits the run
-itself instead: its samplers are global and ``InterleavedSampler(...,
+scheduler, see ``run``); ``prepare(loader)`` raises ``TypeError``.
+Accelerate would iterate the loader's batch sampler with a DataLoader of its own, whose
+position ``save_state`` does not keep, and with several processes re-shard its batches
+round-robin, so the ranks would see different sources at the same step; the interleaved
+sampler splits the run itself instead: its samplers are global and ``InterleavedSampler(...,
 num_replicas=accelerator.num_processes, rank=accelerator.process_index)`` gives every rank
 its part of every global batch (``--batch-size`` is the global batch size), on one global
 schedule. Batches are moved with ``batch.to(accelerator.device)``. For checkpoints the
 loader is registered with ``accelerator.register_for_checkpointing``: ``save_state`` stores
 its position (the global run's, the same on every rank) with the model and optimizer,
 ``load_state`` restores it, and the loader yields exactly the rest, also on another number
-of processes.
+of processes. After ``load_state`` the step counter of gradient accumulation is set from
+the loader's position (``accelerator.step = loader.progress.update``): Accelerate restores
+it per process from a file that only the processes of the saving run have, so on another
+number of processes the ranks would disagree on when to synchronize and wait for each
+other forever.
+
+For CPU runs use ``torchrun`` as above: ``accelerate launch --cpu --num_processes 2`` starts
+one process (``--cpu`` takes Accelerate's single-process launcher).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -113,7 +121,8 @@ def run(config: RunConfig, accelerator: Accelerator) -> Outcome:
     outcome = Outcome()
     if config.resume is not None:
         accelerator.load_state(str(config.resume))
-        outcome.updates = json.loads(Path(config.resume, "updates.json").read_text())
+        # the same on every rank, whatever number of processes saved the state
+        accelerator.step = outcome.updates = loader.progress.update
     errors: list[torch.Tensor] = []
     indices: list[int] = []
     for batch in loader:
@@ -122,17 +131,17 @@ def run(config: RunConfig, accelerator: Accelerator) -> Outcome:
         x, y = batch.data
         if batch.source == "train":
             model.train()
-            loss = torch.nn.functional.mse_loss(model(x), y)
-            optimizer.zero_grad()
-            accelerator.backward(loss)
-            optimizer.step()
-            scheduler.step()
+            with accelerator.accumulate(model):  # synchronizes every accumulation steps
+                loss = torch.nn.functional.mse_loss(model(x), y)
+                accelerator.backward(loss)
+                optimizer.step()  # prepared: steps only where gradients synchronize
+                optimizer.zero_grad()
+            if accelerator.sync_gradients:
+                scheduler.step()
             outcome.updates += 1
             if outcome.updates == config.stop_at:
                 assert config.state is not None, "--stop-at needs --state"
                 accelerator.save_state(str(config.state))
-                if accelerator.is_main_process:
-                    Path(config.state, "updates.json").write_text(json.dumps(outcome.updates))
                 break
             continue
         model.eval()
@@ -158,9 +167,10 @@ def main(argv: list[str] | None = None) -> Outcome:
     parser.add_argument("--stop-at", type=int, default=None)
     parser.add_argument("--state", type=Path, default=None)
     parser.add_argument("--resume", type=Path, default=None)
-    args = parser.parse_args(argv)
-    accelerator = Accelerator(cpu=True)
-    outcome = run(RunConfig(**vars(args)), accelerator)
+    parser.add_argument("--accumulation", type=int, default=1, help="gradient accumulation")
+    args = vars(parser.parse_args(argv))
+    accelerator = Accelerator(cpu=True, gradient_accumulation_steps=args.pop("accumulation"))
+    outcome = run(RunConfig(**args), accelerator)
     if accelerator.is_main_process:
         for update, mse in outcome.results:
             print(f"update {update:3d}  val mse {mse:.6f}")

@@ -5,6 +5,7 @@ on 1 (or the reverse), with exactly the losses and metrics of the uninterrupted 
     python examples/ddp.py --micro-batches 2                   # the same run in one process
     torchrun --standalone --nproc-per-node=2 examples/ddp.py --stop-after 40 --checkpoint c.pt
     python examples/ddp.py --micro-batches 2 --resume --checkpoint c.pt   # continue on 1
+    torchrun --standalone --nproc-per-node=2 examples/ddp.py --keep-last  # uneven last batches
 
 Why they all print the same numbers, bit for bit:
 
@@ -19,6 +20,12 @@ Why they all print the same numbers, bit for bit:
   is rank ``r``'s part), accumulates ``g0 + g1`` and halves it: the same floating-point
   result for 2 ranks. (With more ranks the all-reduce may sum in another order: equal up to
   rounding. ``--micro-batches`` must be the world size of the run being reproduced.)
+- Uneven parts: with ``--keep-last`` (``drop_last=False``) each epoch ends with a short
+  batch (203 = 12 x 16 + 11 samples), split 6 + 5 over 2 ranks. The mean of the ranks'
+  mean losses would weigh the 5 samples more than the 6; each part's mean loss is
+  weighed by ``part size x parts / global batch size`` (the tags' ``part_size`` and
+  ``global_batch_size``), so the update is the one of the global batch's mean loss, as in
+  one process (a factor of exactly 1 for an even split).
 - Evaluation: every rank evaluates its part of each batch; ``gather_by_index`` collects the
   per-sample errors of all ranks by dataset index (the tagged batches' ``indices``) without
   the padding of short batches, so the mean is taken over the same numbers in the same
@@ -49,7 +56,7 @@ from interleaved_sampler import (
     SamplerIntervalConfig,
     SeededRandomSampler,
 )
-from interleaved_sampler.distributed import check_same_schedule, gather_by_index
+from interleaved_sampler.distributed import gather_by_index
 
 
 @dataclass(frozen=True)
@@ -66,6 +73,7 @@ class RunConfig:
         checkpoint: the file ``stop_after`` writes and ``resume`` reads.
         seed: seed of the data order and the model's initial weights.
         workers: DataLoader worker processes per rank.
+        drop_last: drop each epoch's short last batch (``False``: train on it too).
     """
 
     batch_size: int = 16
@@ -76,6 +84,7 @@ class RunConfig:
     checkpoint: Path | None = None
     seed: int = 0
     workers: int = 0
+    drop_last: bool = True
 
 
 @dataclass(frozen=True)
@@ -130,7 +139,11 @@ def build_sampler(config: RunConfig) -> InterleavedSampler:
     train, validation, test = regression(203, 1), regression(13, 2), regression(7, 3)
     return InterleavedSampler(
         SeededRandomSampler(train, config.seed),
-        InterleavedSamplerConfig(batch_size=config.batch_size, max_updates=config.max_updates),
+        InterleavedSamplerConfig(
+            batch_size=config.batch_size,
+            drop_last=config.drop_last,
+            max_updates=config.max_updates,
+        ),
         callback_samplers=[
             SamplerIntervalConfig(
                 SequentialSampler(validation), every_n_updates=5, batch_size=4, name="validation"
@@ -151,8 +164,7 @@ def run(config: RunConfig) -> list[Metric]:
     if size > 1 and config.micro_batches != 1:
         raise ValueError("micro_batches reproduces a DDP run in one process; use 1 with DDP")
     torch.set_num_threads(1)  # as torchrun sets it: the same kernels in both kinds of run
-    sampler = build_sampler(config)
-    check_same_schedule(sampler)
+    sampler = build_sampler(config)  # its first iteration checks that every rank built it alike
     torch.manual_seed(config.seed)
     model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
@@ -183,7 +195,9 @@ def loop(
     for batch in loader:
         x, y = batch.data
         if batch.source == "train":
-            loss = train_step(trained, optimizer, x, y, config.micro_batches)
+            loss = train_step(
+                trained, optimizer, x, y, config.micro_batches, batch.global_batch_size
+            )
             metrics.append(Metric(batch.progress.update + 1, "train", loss))
         else:
             with torch.no_grad():
@@ -208,20 +222,26 @@ def train_step(
     x: torch.Tensor,
     y: torch.Tensor,
     micro_batches: int,
+    global_batch_size: int,
 ) -> float:
-    """One update; the mean loss over all ranks and micro-batches.
+    """One update; the global batch's mean loss.
 
     Micro-batch ``r`` takes every ``micro_batches``-th sample from position ``r``: the part
-    of the global batch that rank ``r`` of a DDP run loads.
+    of the global batch that rank ``r`` of a DDP run loads. The gradients of the parts (the
+    ranks' and micro-batches') are averaged, so each part's mean loss is weighed by its
+    size x parts / ``global_batch_size``: the average is then the gradient of the global
+    batch's mean loss, also when a short batch splits unevenly.
     """
+    size, _ = world()
+    parts = size * micro_batches
     optimizer.zero_grad()
     loss_sum = torch.zeros(())
     for r in range(micro_batches):
-        prediction = model(x[r::micro_batches].contiguous()).squeeze(1)
-        loss = torch.nn.functional.mse_loss(prediction, y[r::micro_batches])
+        x_part, y_part = x[r::micro_batches].contiguous(), y[r::micro_batches]
+        weight = len(x_part) * parts / global_batch_size  # exactly 1 for an even split
+        loss = torch.nn.functional.mse_loss(model(x_part).squeeze(1), y_part) * weight
         loss.backward()  # type: ignore[no-untyped-call]
         loss_sum += loss.detach()
-    size, _ = world()
     if size > 1:  # DDP averaged the gradients; average the losses the same way
         dist.all_reduce(loss_sum)
     for parameter in model.parameters():
@@ -265,6 +285,12 @@ def parse(argv: list[str] | None = None) -> RunConfig:
     parser.add_argument("--checkpoint", type=Path, default=None)
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--workers", type=int, default=defaults.workers)
+    parser.add_argument(
+        "--keep-last",
+        dest="drop_last",
+        action="store_false",
+        help="train on each epoch's short last batch too (drop_last=False)",
+    )
     return replace(defaults, **vars(parser.parse_args(argv)))
 
 

@@ -5,13 +5,14 @@
     torchrun --standalone --nproc-per-node=2 examples/hf_trainer.py   # 2 processes (gloo)
     python examples/hf_trainer.py --save-steps 5 --output runs/hf      # checkpoints
     python examples/hf_trainer.py --resume runs/hf/checkpoint-5
+    python examples/hf_trainer.py --gpu --full-determinism   # on a GPU
 
-A tiny regression model (no downloads), a train set of 90 samples and two eval sets (a dict),
+A tiny regression model (no downloads, ``--dropout`` for one that draws random numbers), a
+train set of 90 samples and two eval sets (a dict; ``--eval-sets 1``: one eval set),
 evaluated every ``--eval-steps`` optimizer steps. With ``InterleavedTrainer`` the train set
-and both eval sets are loaded by one pool of ``--workers`` workers, started once; the
-printed ``log_history`` is ``Trainer``'s, bit for bit (the train sampler is deterministic
-here: ``_get_train_sampler`` is overridden with a ``SeededRandomSampler``, and such an
-override is what ``InterleavedTrainer`` uses too).
+and the eval sets are loaded by one pool of ``--workers`` workers, started once; the printed
+``log_history`` is ``Trainer``'s, bit for bit, on ``Trainer``'s own defaults (its train
+sampler, its seed).
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from typing import Any
 import torch
 from transformers import Trainer, TrainingArguments
 
-from interleaved_sampler import SeededRandomSampler
 from interleaved_sampler.integrations.transformers import InterleavedTrainer
 
 # log_history entries measured in seconds: they differ between any two runs
@@ -52,6 +52,11 @@ class RunConfig:
         ignore_data_skip: ``ignore_data_skip``.
         learning_rate: ``learning_rate`` (0: the weights stay as initialized).
         json: write ``log_history`` (without timings) to ``output/history.json``.
+        dropout: the dropout probability of the model's hidden layer.
+        eval_sets: 2: a dict of two eval sets; 1: one eval set (``eval_dataset=dataset``).
+        use_cpu: ``use_cpu`` (False: on the GPU where there is one).
+        full_determinism: ``full_determinism`` (on a GPU: the same results every run, bit
+            for bit).
     """
 
     plain: bool = False
@@ -69,6 +74,10 @@ class RunConfig:
     ignore_data_skip: bool = False
     learning_rate: float = 0.05
     json: bool = False
+    dropout: float = 0.0
+    eval_sets: int = 2
+    use_cpu: bool = True
+    full_determinism: bool = False
 
 
 def regression(size: int, seed: int) -> list[dict[str, Any]]:
@@ -84,38 +93,26 @@ def regression(size: int, seed: int) -> list[dict[str, Any]]:
 
 
 class Regression(torch.nn.Module):
-    """A small MLP returning ``{"loss", "logits"}`` as ``transformers`` models do."""
+    """A small MLP returning ``{"loss", "logits"}`` as ``transformers`` models do.
 
-    def __init__(self) -> None:
+    Args:
+        dropout: the dropout probability of the hidden layer (0: none).
+    """
+
+    def __init__(self, dropout: float = 0.0) -> None:
         super().__init__()
         torch.manual_seed(0)
         self.net = torch.nn.Sequential(
-            torch.nn.Linear(4, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1)
+            torch.nn.Linear(4, 16),
+            torch.nn.Tanh(),
+            torch.nn.Dropout(dropout),
+            torch.nn.Linear(16, 1),
         )
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, Any]:
         out = self.net(x).squeeze(-1)
         loss = torch.nn.functional.mse_loss(out, labels) if labels is not None else None
         return {"loss": loss, "logits": out}
-
-
-class SeededSampling:
-    """``_get_train_sampler`` overridden: a deterministic order (``Trainer``'s default,
-    ``RandomSampler``, draws from the global generator, which plain eval loaders draw from
-    too)."""
-
-    train_dataset: Any
-
-    def _get_train_sampler(self, train_dataset: Any = None) -> SeededRandomSampler:
-        return SeededRandomSampler(train_dataset or self.train_dataset, seed=0)
-
-
-class SeededTrainer(SeededSampling, Trainer):
-    """``Trainer`` with the deterministic train sampler."""
-
-
-class SeededInterleavedTrainer(SeededSampling, InterleavedTrainer):
-    """``InterleavedTrainer`` with the deterministic train sampler."""
 
 
 def arguments(config: RunConfig) -> TrainingArguments:
@@ -136,20 +133,28 @@ def arguments(config: RunConfig) -> TrainingArguments:
         dataloader_multiprocessing_context="spawn" if config.workers else None,
         ignore_data_skip=config.ignore_data_skip,
         report_to=[],
-        use_cpu=True,
+        use_cpu=config.use_cpu,
+        full_determinism=config.full_determinism,
         disable_tqdm=True,
         seed=0,
     )
 
 
+def eval_sets(config: RunConfig) -> Any:
+    """The eval set (one) or sets (a dict) of a run."""
+    if config.eval_sets == 1:
+        return regression(7, 1)
+    return {"a": regression(7, 1), "b": regression(12, 2)}
+
+
 def run(config: RunConfig, trainer_class: type[Trainer] | None = None) -> Trainer:
     """Train (or continue from ``config.resume``) and return the trainer."""
-    trainer_class = trainer_class or (SeededTrainer if config.plain else SeededInterleavedTrainer)
+    trainer_class = trainer_class or (Trainer if config.plain else InterleavedTrainer)
     trainer = trainer_class(
-        model=Regression(),
+        model=Regression(config.dropout),
         args=arguments(config),
         train_dataset=regression(90, 0),
-        eval_dataset={"a": regression(7, 1), "b": regression(12, 2)},
+        eval_dataset=eval_sets(config),
     )
     trainer.train(resume_from_checkpoint=str(config.resume) if config.resume else None)
     if config.json and trainer.is_world_process_zero():
@@ -184,6 +189,10 @@ def main(argv: list[str] | None = None) -> Trainer:
     parser.add_argument("--ignore-data-skip", action="store_true")
     parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--dropout", type=float, default=defaults.dropout)
+    parser.add_argument("--eval-sets", type=int, choices=(1, 2), default=defaults.eval_sets)
+    parser.add_argument("--gpu", dest="use_cpu", action="store_false")
+    parser.add_argument("--full-determinism", action="store_true")
     trainer = run(RunConfig(**vars(parser.parse_args(argv))))
     if trainer.is_world_process_zero():
         for entry in history(trainer):

@@ -5,6 +5,7 @@
     torchrun --standalone --nproc-per-node=2 examples/lightning_datamodule.py --devices 2
     python examples/lightning_datamodule.py --checkpoints ckpt/ # ModelCheckpoint every 5 steps
     python examples/lightning_datamodule.py --resume ckpt/step=10.ckpt
+    python examples/lightning_datamodule.py --accelerator gpu --deterministic   # on a GPU
 
 The module uses automatic optimization, ``validation_step`` with two validation sets
 (``dataloader_idx``), ``self.log`` (per step and per epoch), a OneCycle schedule sized by
@@ -51,6 +52,9 @@ class RunConfig:
         shuffle: ``shuffle=True`` in the train loader (torch's RandomSampler) instead of a
             ``SeededRandomSampler``.
         devices: processes (``strategy="ddp"`` when more than one).
+        accelerator: ``Trainer(accelerator=...)``.
+        deterministic: ``Trainer(deterministic=True)`` (on a GPU: the same results every
+            run, bit for bit).
         checkpoints: a folder for ``ModelCheckpoint`` checkpoints: every 5 steps, the best
             validation loss, and every epoch end.
         resume: a checkpoint to continue from (``ckpt_path=``).
@@ -69,6 +73,8 @@ class RunConfig:
     start_method: str = "spawn"
     shuffle: bool = False
     devices: int = 1
+    accelerator: str = "cpu"
+    deterministic: bool = False
     checkpoints: Path | None = None
     resume: Path | None = None
     callbacks: tuple[pl.Callback, ...] = ()
@@ -199,8 +205,9 @@ def run(config: RunConfig, data: RegressionData | None = None) -> Outcome:
     if config.checkpoints is not None:
         callbacks += checkpoint_callbacks(config.checkpoints)
     trainer = pl.Trainer(
-        accelerator="cpu",
+        accelerator=config.accelerator,
         devices=config.devices,
+        deterministic=config.deterministic or None,
         strategy="ddp" if config.devices > 1 else "auto",
         max_epochs=config.epochs,
         max_steps=config.max_steps,
@@ -240,6 +247,8 @@ def main(argv: list[str] | None = None) -> Outcome:
     parser.add_argument("--start-method", default=defaults.start_method)
     parser.add_argument("--shuffle", action="store_true")
     parser.add_argument("--devices", type=int, default=defaults.devices)
+    parser.add_argument("--accelerator", default=defaults.accelerator)
+    parser.add_argument("--deterministic", action="store_true")
     parser.add_argument("--checkpoints", type=Path, default=None)
     parser.add_argument("--resume", type=Path, default=None)
     args = vars(parser.parse_args(argv))

@@ -2,22 +2,25 @@
 
     python examples/torchdata_resume.py --stop-after 9 --workers 2
 
-``StatefulDataLoader(sampler.dataset, batch_sampler=sampler.batch_sampler,
-collate_fn=sampler.collator, num_workers=...)`` is a drop-in for the loader of
-``get_data_loader``; its ``state_dict()`` after any batch (training or evaluation) and
-``load_state_dict`` in a new loader yield exactly the rest of the run.
+Built from the parts of the tagged loader (``parts = sampler.get_data_loader(tagged=True)``;
+``StatefulDataLoader(parts.dataset, batch_sampler=parts.batch_sampler,
+collate_fn=parts.collate_fn, num_workers=...)``) it yields the same tagged batches as that
+loader, so the loop tells training from evaluation (``batch.source``); its
+``state_dict()`` after any batch (training or evaluation) and ``load_state_dict`` in a new
+loader yield exactly the rest of the run. (``cache=True`` callbacks need the library's own
+loader, which serves their later passes from memory: refused here.)
 """
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 import torch
 from torch.utils.data import SequentialSampler, TensorDataset
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from interleaved_sampler import (
+    InterleavedBatch,
     InterleavedSampler,
     InterleavedSamplerConfig,
     SamplerIntervalConfig,
@@ -36,17 +39,19 @@ def make_loader(workers: int) -> StatefulDataLoader:
             SamplerIntervalConfig(SequentialSampler(val), every_n_updates=4, batch_size=4)
         ],
     )
+    parts = sampler.get_data_loader(tagged=True)  # not iterated: its parts are the recipe
     return StatefulDataLoader(
-        sampler.dataset,
-        batch_sampler=sampler.batch_sampler,
-        collate_fn=sampler.collator,
+        parts.dataset,
+        batch_sampler=parts.batch_sampler,
+        collate_fn=parts.collate_fn,
         num_workers=workers,
     )
 
 
-def samples(batch: Any) -> list[int]:
-    (values,) = batch
-    return [int(v) for v in values]
+def samples(batch: InterleavedBatch) -> tuple[str, list[int]]:
+    """Where a batch comes from and its samples."""
+    (values,) = batch.data
+    return batch.source, [int(v) for v in values]
 
 
 def main(argv: list[str] | None = None) -> bool:
@@ -68,7 +73,11 @@ def main(argv: list[str] | None = None) -> bool:
     resumed.load_state_dict(state)
     rest = [samples(batch) for batch in resumed]
     same = first + rest == full
-    print(f"{len(full)} batches; stopped after {len(first)}, resumed {len(rest)}: same {same}")
+    training = sum(source == "train" for source, _ in full)
+    print(
+        f"{len(full)} batches ({training} training, {len(full) - training} evaluation); "
+        f"stopped after {len(first)}, resumed {len(rest)}: same {same}"
+    )
     return same
 
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import timedelta
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate import Accelerator, DataLoaderConfiguration
+from accelerate import Accelerator, DataLoaderConfiguration, InitProcessGroupKwargs
 from torchrun_worker import load_example
 
 example = load_example("accelerate_train")
@@ -44,7 +45,9 @@ def prepared_loader(**mode: bool) -> str:
 
 def main() -> None:
     out = Path(sys.argv[1])
-    accelerator = Accelerator(cpu=True)
+    # the process group's: ranks that disagree fail within a minute instead of hanging
+    timeout = InitProcessGroupKwargs(timeout=timedelta(seconds=60))
+    accelerator = Accelerator(cpu=True, kwargs_handlers=[timeout])
     rank = accelerator.process_index
     results: dict[str, Any] = {"world": accelerator.num_processes, "out": str(out)}
     results["full"] = outcome(example.run(example.RunConfig(), accelerator))
@@ -57,11 +60,13 @@ def main() -> None:
         "default": prepared_loader(),
         "even_batches=False": prepared_loader(even_batches=False),
         "split_batches": prepared_loader(split_batches=True),
+        "dispatch_batches": prepared_loader(dispatch_batches=True),  # refused at prepare
     }
-    # Rank 0 loads and dispatches; its error comes before any collective, and a rank 1
-    # probing too would wait for rank 0's batches forever.
-    if rank == 0:
-        results["prepare"]["dispatch_batches"] = prepared_loader(dispatch_batches=True)
+    # a state saved by 1 process after update 7, inside an accumulation of 2 (the test's)
+    accumulating = Accelerator(cpu=True, gradient_accumulation_steps=2)
+    resume = example.RunConfig(resume=out / "accumulated")
+    results["accumulated"] = outcome(example.run(resume, accumulating))
+    results["accumulated_step"] = accumulating.step
     (out / f"rank{rank}.json").write_text(json.dumps(results))
     torch.distributed.barrier()  # no rank tears the group down while another still uses it
     accelerator.end_training()

@@ -96,6 +96,16 @@ def torchrun(script: Path, args: list[str], timeout: float, nproc: int = 2) -> s
     Fails the test if the launch fails, or kills it with its ranks (a session of its own)
     and fails if it runs longer than ``timeout`` seconds: a hang never stalls the suite.
     """
+    launch = torchrun_launch(script, args, timeout, nproc)
+    assert launch.returncode == 0, f"torchrun failed:\n{launch.stdout}\n{launch.stderr[-5000:]}"
+    return launch.stdout
+
+
+def torchrun_launch(
+    script: Path, args: list[str], timeout: float, nproc: int = 2
+) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` under ``torchrun --standalone`` with ``nproc`` ranks, whatever its exit
+    status; fails the test (killing the ranks) if it runs longer than ``timeout`` seconds."""
     root = Path(__file__).resolve().parents[1]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root / "src"), str(root / "tests")]))
     command = [
@@ -111,8 +121,7 @@ def torchrun(script: Path, args: list[str], timeout: float, nproc: int = 2) -> s
         os.killpg(launch.pid, signal.SIGKILL)
         stdout, stderr = launch.communicate()
         pytest.fail(f"torchrun hung for {timeout} s:\n{stdout}\n{stderr[-5000:]}")
-    assert launch.returncode == 0, f"torchrun failed:\n{stdout}\n{stderr[-5000:]}"
-    return stdout
+    return subprocess.CompletedProcess(command, launch.returncode, stdout, stderr)
 
 
 def state_after(batch_sampler: InterleavedBatchSampler, batches: int) -> dict[str, Any]:

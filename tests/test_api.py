@@ -50,10 +50,11 @@ class TestReferenceApi:
         assert list(parameters)[:4] == [
             "train_sampler", "config", "train_collator", "callback_samplers"
         ]  # fmt: skip
-        additions = {name: p for name, p in parameters.items() if name in ("num_replicas", "rank")}
+        added = ("num_replicas", "rank", "train_dataset")
+        additions = {name: p for name, p in parameters.items() if name in added}
         assert list(parameters)[4:] == list(additions)  # the additions are keyword-only
         assert all(p.kind is p.KEYWORD_ONLY for p in additions.values())
-        assert [p.default for p in additions.values()] == [1, 0]
+        assert [p.default for p in additions.values()] == [1, 0, None]
         sampler = InterleavedSampler(seq(4), InterleavedSamplerConfig(batch_size=2, max_epochs=1))
         for name in ("config", "main_sampler", "extra_samplers", "index_offsets", "dataset",
                      "collator", "batch_sampler", "batch_size"):  # fmt: skip

@@ -168,9 +168,9 @@ def test_a_difference_in_the_samples_fails_loudly() -> None:
 def test_a_tag_that_disagrees_with_its_samples_fails_loudly() -> None:
     data = (torch.tensor([[1, 4], [1, 5]]), torch.zeros(2, 3))
     progress = TrainingProgress(0, 10, 320)
-    check_tag(InterleavedBatch(data, "callback0", 1, progress, 2, 3, False, [4, 5]))
+    check_tag(InterleavedBatch(data, "callback0", 1, progress, 2, 3, False, [4, 5], 2, 2))
     for source_index, indices in ((0, [4, 5]), (1, [5, 4])):
-        wrong = InterleavedBatch(data, "x", source_index, progress, 2, 3, False, indices)
+        wrong = InterleavedBatch(data, "x", source_index, progress, 2, 3, False, indices, 2, 2)
         with pytest.raises(SampleMismatchError, match="disagrees with its samples"):
             check_tag(wrong)
 

@@ -133,16 +133,6 @@ def test_the_cached_stream_with_spawned_workers(tagged: bool) -> None:
     check_cached_run(CACHED, tagged, num_workers=2, multiprocessing_context="spawn")
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="pinned memory needs CUDA")
-@pytest.mark.parametrize("tagged", [False, True])
-def test_the_cached_stream_pinned(tagged: bool) -> None:
-    check_cached_run(CACHED, tagged, num_workers=2, pin_memory=True)
-    loader = CACHED.sampler().get_data_loader(num_workers=2, pin_memory=True, tagged=tagged)
-    batches = list(loader)
-    datas = [b.data if tagged else b for b in batches]
-    assert len(datas) == len(loader) and all(data.is_pinned() for data in datas)
-
-
 def with_callback(sampler: Any, **callback: Any) -> InterleavedSampler:
     """6 updates of batches of 2 and one callback, named ``val``, over ``sampler``."""
     return InterleavedSampler(
@@ -281,8 +271,23 @@ def test_only_the_loader_caches_the_batch_sampler_yields_every_pass() -> None:
     assert len(list(sampler.batch_sampler)) == len(sampler.batch_sampler) == 12
     loader = sampler.get_data_loader()
     assert isinstance(loader.batch_sampler, CachingBatchSampler)
+    loader.batch_sampler.served = True  # what the loader sets when it iterates
     loaded = [list(batch) for batch in loader.batch_sampler]
     assert len(loaded) == 8 and len(loader) == 12  # two passes are served, not loaded
+
+
+def test_another_loader_over_the_caching_batch_sampler_is_refused() -> None:
+    """torchdata's StatefulDataLoader over the batch sampler of a run with cached callbacks
+    would miss the passes the loader serves from memory: refused, not silent."""
+    from torchdata.stateful_dataloader import StatefulDataLoader
+
+    parts = val_every_2().get_data_loader(tagged=True)
+    other = StatefulDataLoader(
+        parts.dataset, batch_sampler=parts.batch_sampler, collate_fn=parts.collate_fn
+    )
+    with pytest.raises(TypeError, match=r"cache=True.*iterate that loader"):
+        next(iter(other))
+    assert len(list(parts)) == 12  # the loader itself serves every pass
 
 
 def test_plan_marks_the_cached_callbacks() -> None:

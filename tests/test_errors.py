@@ -1,4 +1,4 @@
-"""One test per entry of the error catalogue (docs/errors.md, E1..E26) and per documented non-error
+"""One test per entry of the error catalogue (docs/errors.md, E1..E43) and per documented non-error
 (N1..N4): each triggers the condition and checks that the message names the field or
 sampler, the value and what is valid."""
 
@@ -30,7 +30,9 @@ from interleaved_sampler import (
     InterleavedSampler,
     InterleavedSamplerConfig,
     SamplerIntervalConfig,
+    SeededRandomSampler,
 )
+from interleaved_sampler.agreement import RankFacts, Ranks
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -477,6 +479,54 @@ def test_e30_a_framework_reading_batch_size_to_rebatch() -> None:
     assert_names(error, "no single batch_size", "use_distributed_sampler=False", "prepare(model")
 
 
+def test_e40_ranks_that_build_different_runs() -> None:
+    """Two ranks in one process: the facts of a rank seeded by its rank differ (a real group
+    gathers them: tests/test_agreement.py); alone, a global run for rank 1 of 2 is reported."""
+
+    def rank_facts(rank: int) -> RankFacts:
+        train = SeededRandomSampler(range(8), seed=3 + rank)
+        sampler = InterleavedSampler(train, config(), num_replicas=2, rank=rank)
+        return RankFacts.of(sampler.batch_sampler, rank)
+
+    assert rank_facts(0).digest() != rank_facts(1).digest()
+    with pytest.raises(ValueError) as error:
+        Ranks(None, 1, 0).agree(rank_facts(1))
+    assert_names(
+        error,
+        "do not give every rank the same schedule",
+        "the interleaved sampler has num_replicas=2, rank=1, but the group has 1 ranks",
+        "the same samplers (type and seed: not one seeded by rank)",
+    )
+
+
+def test_e41_a_global_rng_sampler_in_a_global_run_without_a_group() -> None:
+    with pytest.raises(ValueError) as error:
+        InterleavedSampler(RandomSampler(range(8)), config(), num_replicas=2)
+    assert_names(
+        error,
+        "the train sampler (RandomSampler) has no generator",
+        "num_replicas=2",
+        "SeededRandomSampler(dataset, seed=0)",
+    )
+
+
+def test_e42_accelerate_prepare_of_the_loader() -> None:
+    accelerate = pytest.importorskip("accelerate")
+    loader = InterleavedSampler(seq(4), config()).get_data_loader()
+    with pytest.raises(TypeError) as error:
+        accelerate.Accelerator(cpu=True).prepare(loader)
+    assert_names(error, "accelerator.prepare() got an interleaved loader", "prepare(model")
+
+
+def test_e43_another_loader_over_a_caching_batch_sampler() -> None:
+    callback = SamplerIntervalConfig(seq(4), every_n_updates=1, batch_size=2, cache=True)
+    sampler = InterleavedSampler(seq(4), config(), callback_samplers=[callback])
+    parts = sampler.get_data_loader()
+    with pytest.raises(TypeError) as error:
+        next(iter(DataLoader(parts.dataset, batch_sampler=parts.batch_sampler)))
+    assert_names(error, "cached callbacks (cache=True)", "iterate that loader", "cache=False")
+
+
 @pytest.mark.parametrize(
     ("updates", "fragment"),
     [
@@ -507,7 +557,12 @@ def test_e31_a_run_that_cannot_be_split_over_the_ranks() -> None:
     short = config(batch_size=4, drop_last=False, max_epochs=1)  # 13 = 3 x 4 + 1
     with pytest.raises(ValueError) as error:
         InterleavedSampler(seq(13), short, num_replicas=2)
-    assert_names(error, "batch_size=1 must be at least num_replicas=2", "last training batch")
+    assert_names(
+        error,
+        "the last training batch of each epoch (13 training samples in batches of batch_size=4,"
+        " drop_last=False) has 1 sample, fewer than num_replicas=2",
+        "or set drop_last=True",
+    )
 
 
 def test_e32_a_sampler_that_shards_itself_in_a_global_run() -> None:

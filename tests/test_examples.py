@@ -64,7 +64,8 @@ def test_torchdata_example_resumes_exactly(
     workers: str, stop_after: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert load("torchdata_resume").main(["--stop-after", stop_after, "--workers", workers])
-    assert f"21 batches; stopped after {stop_after}" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"21 batches (12 training, 9 evaluation); stopped after {stop_after}" in out
 
 
 def test_lightning_example_cli(capsys: pytest.CaptureFixture[str]) -> None:

@@ -181,7 +181,11 @@ def test_max_passes_shortens_the_list(capsys: pytest.CaptureFixture[str]) -> Non
     ("argv", "message"),
     [
         (["--length", "10", "--max-epochs", "1"], "batch_size"),
-        (["--batch-size", "2", "--max-epochs", "1"], "length must be an integer >= 0"),
+        (["--batch-size", "2", "--max-epochs", "1"], "missing length: pass --length N"),
+        (
+            ["--length", "10", "--batch-size", "0", "--max-epochs", "-1"],
+            r"batch_size: must be a positive integer \(>= 1\), got 0; max_epochs: must be",
+        ),
         (
             [
                 "--length",
@@ -211,8 +215,103 @@ def test_max_passes_shortens_the_list(capsys: pytest.CaptureFixture[str]) -> Non
     ],
 )
 def test_invalid_runs_get_a_clear_message(argv: list[str], message: str) -> None:
-    with pytest.raises(SystemExit, match=message):
+    with pytest.raises(SystemExit, match=message) as error:
         main(["plan", *argv])
+    assert "\n" not in str(error.value.code)  # one line, also for pydantic's errors
+
+
+def test_no_arguments_names_the_flags_to_pass() -> None:
+    with pytest.raises(SystemExit) as error:
+        main(["plan"])
+    assert error.value.code == (
+        "plan: invalid run: missing length, batch_size, a stop limit: pass --length N "
+        "--batch-size N --max-epochs N (or --max-updates, --max-samples), or --config FILE "
+        "with them (plan --help shows an example)"
+    )
+
+
+def test_an_incomplete_file_says_what_it_lacks(tmp_path: Path) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text("length: 10\nbatch_size: 2\n")
+    with pytest.raises(SystemExit, match="missing a stop limit: pass --max-epochs N") as error:
+        main(["plan", "--config", str(config)])
+    assert str(error.value.code).endswith(
+        "or put them in the --config file (plan --help shows an example)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("missing.yaml", None, "cannot read the --config file {path}: No such file or directory"),
+        ("folder", "", "cannot read the --config file {path}: Is a directory"),
+        ("run.yaml", "length: [\n", "the --config file {path} is not valid YAML: expected the"),
+        ("run.json", "{", "the --config file {path} is not valid JSON: Expecting property name"),
+        ("run.yaml", "- 1\n", "the --config file {path} holds no mapping"),
+    ],
+    ids=["missing", "directory", "yaml", "json", "no-mapping"],
+)
+def test_a_bad_config_file_is_one_line_naming_it(
+    tmp_path: Path, name: str, content: str | None, message: str
+) -> None:
+    path = tmp_path / name
+    if name == "folder":
+        path.mkdir()
+    elif content is not None:
+        path.write_text(content)
+    with pytest.raises(SystemExit) as error:
+        main(["plan", "--config", str(path)])
+    text = str(error.value.code)
+    assert text.startswith("plan: " + message.format(path=path)), text
+    assert "\n" not in text
+
+
+def test_at_updates_from_a_flag_equals_the_files(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    run = ["--length", "10", "--batch-size", "2", "--max-epochs", "2"]
+    config = tmp_path / "run.yaml"
+    config.write_text("callbacks:\n  - {name: probe, length: 3, at_updates: [2, 7, 9]}\n")
+    from_file = plan_output(capsys, "--config", str(config), *run)
+    from_flag = plan_output(capsys, *run, "--callback", "name=probe,length=3,at_updates=[2, 7,9]")
+    assert from_flag == from_file
+    assert table_after(from_flag, "callback")[0][4:] == [
+        "at_updates",
+        "=",
+        "[2,",
+        "7,",
+        "9]",
+        "3",
+        "6",
+    ]
+    assert [row[3] for row in table_after(from_flag, "at batch")] == ["2", "7", "9"]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("7", "at_updates='7' is not a list: write the updates in brackets, e.g. at_updates=[500"),
+        ("[7,x]", "at_updates='x' is not an integer"),
+    ],
+)
+def test_at_updates_in_a_flag_must_be_a_list_of_integers(
+    capsys: pytest.CaptureFixture[str], value: str, message: str
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["plan", "--callback", f"length=3,at_updates={value}"])
+    assert message in capsys.readouterr().err
+
+
+def test_the_help_and_the_docs_name_the_timeline_alike(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["plan", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    docs = " ".join((EXAMPLE.parent / "cli.md").read_text().split())
+    assert "--plot FILE.png draw the run's timeline into this PNG file" in help_text
+    assert (
+        "--plot FILE.png draws the run's timeline (needs matplotlib: the plot extra)" in help_text
+    )
+    assert "`--plot FILE.png` draws the run's timeline (needs matplotlib, the `plot` extra)" in docs
 
 
 def test_unknown_callback_key_is_an_argument_error(capsys: pytest.CaptureFixture[str]) -> None:

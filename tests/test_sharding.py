@@ -133,9 +133,15 @@ def test_ranks_split_every_global_batch(drawn: tuple[Scenario, int]) -> None:
     for k, (source, batch) in enumerate(batches):
         parts = [rank[k] for rank in ranks]
         assert all(part[0] == source for part in parts)
-        assert all(part[2] == parts[0][2] for part in parts)  # the global run's tags
+        tags_k = [part[2] for part in parts]
+        global_tag = replace(tags_k[0], part_size=0)
+        assert all(replace(t, part_size=0) == global_tag for t in tags_k)  # the global run's
         indices = [part[1] for part in parts]
         assert all(indices), "no rank gets an empty batch"
+        assert global_tag.global_batch_size == len(batch)
+        assert sum(t.part_size for t in tags_k) == len(batch)  # padding parts hold nothing
+        for tag, part in zip(tags_k, indices, strict=True):
+            assert tag.part_size == len(part) or (tag.part_size == 0 and len(part) == 1)
         if source and scenario.callbacks[source - 1].split == "contiguous":
             assert_contiguous(indices, batch)
         elif len(batch) >= replicas:
@@ -315,9 +321,12 @@ class TestRefusals:
         with pytest.raises(ValueError) as error:  # 26 = 3 x 8 + 2
             self.build(4, length=26, batch_size=8, drop_last=False, max_epochs=1)
         message = str(error.value)
-        assert "batch_size=2 must be at least num_replicas=4" in message
-        assert "the last training batch of each epoch (26 samples, drop_last=False" in message
-        assert "valid num_replicas for this run: 1, 2" in message
+        assert (
+            "the last training batch of each epoch (26 training samples in batches of "
+            "batch_size=8, drop_last=False) has 2 samples, fewer than num_replicas=4"
+        ) in message
+        assert "valid num_replicas for this run: 1, 2; or change batch_size" in message
+        assert "batch_size=2" not in message  # not a setting of the user's
 
     def test_not_when_the_run_stops_before_the_batch(self) -> None:
         sampler = self.build(4, length=26, batch_size=8, drop_last=False, max_updates=3)

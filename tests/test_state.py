@@ -16,10 +16,15 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from scenarios import Scenario, scenarios
 from spec_model import ModelTag, model_batches
-from torch.utils.data import RandomSampler, Sampler, SequentialSampler
+from torch.utils.data import DistributedSampler, RandomSampler, Sampler, SequentialSampler
 from tqdm import tqdm
 
-from interleaved_sampler import InterleavedSampler, InterleavedSamplerConfig, SamplerIntervalConfig
+from interleaved_sampler import (
+    InterleavedSampler,
+    InterleavedSamplerConfig,
+    SamplerIntervalConfig,
+    SeededRandomSampler,
+)
 
 # (source_index, dataset-local indices, progress, batch_in_pass, batches_in_pass)
 Row = tuple[int, list[int], tuple[int, int, int], int, int]
@@ -355,6 +360,74 @@ def test_a_state_of_other_data_or_samplers_names_what_differs() -> None:
     assert "callbacks[0].pass_len: the state has 5, this run has 6" in message
     assert "samplers[2].type: the state has 'SequentialSampler', this run has 'Random" in message
     assert "end_update" not in message and "every_n" not in message
+
+
+def identity_run(train: Any) -> InterleavedSampler:
+    """20 samples in batches of 4 for 2 epochs over ``train``."""
+    return InterleavedSampler(train, InterleavedSamplerConfig(batch_size=4, max_epochs=2))
+
+
+@pytest.mark.parametrize(
+    ("resumed_into", "named"),
+    [
+        (
+            SeededRandomSampler(range(20), seed=4),
+            "samplers[0].seed: the state has 3, this run has 4",
+        ),
+        (SequentialSampler(range(20)), "samplers[0].type: the state has 'SeededRandomSampler'"),
+        (
+            RandomSampler(range(20), generator=torch.Generator().manual_seed(4)),
+            "samplers[0].type: the state has 'SeededRandomSampler', this run has 'RandomSampler'",
+        ),
+    ],
+)
+def test_a_state_resumes_only_into_a_sampler_of_its_type_and_seed(
+    resumed_into: Any, named: str
+) -> None:
+    """A mid-epoch state of SeededRandomSampler(seed=3) loaded into another seed or type of
+    sampler over the same 20 samples (its resumed epoch would cover 13-15 of them)."""
+    saved = identity_run(SeededRandomSampler(range(20), seed=3)).get_data_loader()
+    consume(saved, 2)
+    loader = identity_run(resumed_into).get_data_loader()
+    with pytest.raises(ValueError) as error:
+        loader.load_state_dict(saved.state_dict())
+    assert named in str(error.value)
+    assert "same samplers (type and seed)" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("saved_with", "resumed_into", "named"),
+    [
+        (3, 4, "samplers[0].seed: the state has 3, this run has 4"),
+        (3, None, "samplers[0].seed: the state has 3, this run has None"),
+    ],
+)
+def test_a_random_sampler_state_resumes_only_with_a_generator_of_its_seed(
+    saved_with: int, resumed_into: int | None, named: str
+) -> None:
+    def sampler(seed: int | None) -> RandomSampler:
+        generator = None if seed is None else torch.Generator().manual_seed(seed)
+        return RandomSampler(range(20), generator=generator)
+
+    saved = identity_run(sampler(saved_with)).get_data_loader()
+    consume(saved, 5)  # an epoch boundary: the sampler need not replay its order
+    with pytest.raises(ValueError) as error:
+        identity_run(sampler(resumed_into)).get_data_loader().load_state_dict(saved.state_dict())
+    assert named in str(error.value)
+    same = identity_run(sampler(saved_with)).get_data_loader()
+    same.load_state_dict(saved.state_dict())  # the same seed: accepted
+    assert same.batches_consumed == 5
+
+
+def test_a_distributed_sampler_state_resumes_only_with_its_shuffle() -> None:
+    def run(shuffle: bool) -> Any:
+        train = DistributedSampler(range(20), num_replicas=1, rank=0, shuffle=shuffle)
+        return identity_run(train).get_data_loader()
+
+    saved = run(True)
+    consume(saved, 2)
+    with pytest.raises(ValueError, match=r"samplers\[0\]\.shuffle: the state has True, this run"):
+        run(False).load_state_dict(saved.state_dict())
 
 
 def changed_run(scenario: Scenario, data: Any) -> Scenario:

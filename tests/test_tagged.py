@@ -45,6 +45,8 @@ def expected_tagged(scenario: Scenario) -> list[tuple[Any, ...]] | None:
             count,
             position == count - 1,
             [i - offsets[source] for i in indices],
+            len(indices),  # not split over ranks: the part is the global batch
+            len(indices),
             [i - offsets[source] for i in indices],  # datasets are lists: item i is i
         )
         for (source, indices), (progress, position, count) in zip(batches, tags, strict=True)
@@ -60,6 +62,8 @@ def tag_of(batch: InterleavedBatch) -> tuple[Any, ...]:
         batch.batches_in_pass,
         batch.is_last_in_pass,
         batch.indices,
+        batch.part_size,
+        batch.global_batch_size,
     )
 
 
@@ -166,7 +170,7 @@ class PinRecorder:
 def test_pin_memory_pins_the_data_and_keeps_the_tag() -> None:
     from torch.utils.data._utils.pin_memory import pin_memory
 
-    tag_fields = ("train", 0, TrainingProgress(1, 7, 28), 2, 5, False, [3, 4])
+    tag_fields = ("train", 0, TrainingProgress(1, 7, 28), 2, 5, False, [3, 4], 2, 2)
     batch = InterleavedBatch(PinRecorder(), *tag_fields)
     pinned = pin_memory(batch)  # what the DataLoader's pin thread calls
     assert isinstance(pinned, InterleavedBatch) and pinned is not batch
@@ -176,12 +180,6 @@ def test_pin_memory_pins_the_data_and_keeps_the_tag() -> None:
 
 def test_pin_memory_loader_with_workers_yields_the_tagged_stream() -> None:
     # without an accelerator torch turns pinning off (with a warning); with CUDA, data is pinned
+    # (test_cuda.py checks that)
     with pytest.warns(UserWarning) if not torch.cuda.is_available() else nullcontext():
         check_tagged_run(MIXED, num_workers=2, pin_memory=True)
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="pinned memory needs CUDA")
-def test_pinned_tagged_batches_with_cuda() -> None:
-    loader = MIXED.sampler().get_data_loader(num_workers=2, pin_memory=True, tagged=True)
-    batches = list(loader)
-    assert batches and all(batch.data.is_pinned() for batch in batches)

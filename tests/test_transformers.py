@@ -17,7 +17,7 @@ import torch
 from helpers import torchrun
 from torch.utils.data import IterableDataset
 from torchrun_worker import load_example
-from transformers import TrainerCallback
+from transformers import Trainer, TrainerCallback
 
 from interleaved_sampler.integrations.transformers import STATE_FILE, InterleavedTrainer
 
@@ -69,22 +69,25 @@ def test_the_final_step_of_a_short_accumulation_epoch_is_evaluated(tmp_path: Pat
 
 @pytest.mark.slow  # Trainer's 24 spawned workers take about a minute on 2 cores
 @pytest.mark.timeout(300)
-def test_worker_processes_started_equal_dataloader_num_workers(tmp_path: Path) -> None:
-    config = example.RunConfig(output=tmp_path, workers=2)
+@pytest.mark.parametrize("eval_sets", [1, 2])
+def test_worker_processes_started_equal_dataloader_num_workers(
+    eval_sets: int, tmp_path: Path
+) -> None:
+    config = example.RunConfig(output=tmp_path, workers=2, eval_sets=eval_sets)
     counts, trainers = [], []
-    for trainer_class in (example.SeededInterleavedTrainer, example.SeededTrainer):
+    for trainer_class in (InterleavedTrainer, Trainer):
         watcher = WorkerWatcher()
         trainer = trainer_class(
             model=example.Regression(),
             args=example.arguments(config),
             train_dataset=example.regression(90, 0),
-            eval_dataset={"a": example.regression(7, 1), "b": example.regression(12, 2)},
+            eval_dataset=example.eval_sets(config),
             callbacks=[watcher],
         )
         trainer.train()
         counts.append(len(watcher.workers))
         trainers.append(trainer)
-    assert counts == [2, 2 * (2 + 2 * 5)]  # Trainer: per epoch, and per evaluation of each set
+    assert counts == [2, 2 * (2 + eval_sets * 5)]  # Trainer: per epoch, per evaluation and set
     assert_same(*trainers)
 
 
@@ -155,7 +158,7 @@ class EvaluateAtStep3(TrainerCallback):
 def test_unplanned_evaluations_are_served_apart(tmp_path: Path) -> None:
     results = []
     for plain in (False, True):
-        trainer_class = example.SeededTrainer if plain else example.SeededInterleavedTrainer
+        trainer_class = Trainer if plain else InterleavedTrainer
         trainer = trainer_class(
             model=example.Regression(),
             args=replace_args(

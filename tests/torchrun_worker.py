@@ -171,12 +171,14 @@ def inconsistent_runs(rank: int) -> dict[str, str]:
 
 
 def per_sample_outputs(x: torch.Tensor) -> torch.Tensor:
-    """A fixed model's outputs, one row per sample."""
+    """A fixed model's outputs, one row per sample, each computed alone (a matrix multiply
+    may round a row differently depending on the rows that share its batch, and a rank's
+    batches hold other rows than one process's)."""
     model = torch.nn.Linear(x.shape[1], 3)
     with torch.no_grad():
         model.weight.copy_(torch.linspace(-1, 1, 3 * x.shape[1]).reshape(3, -1))
         model.bias.copy_(torch.tensor([0.1, -0.2, 0.3]))
-        return torch.tanh(model(x))
+        return torch.cat([torch.tanh(model(row[None])) for row in x])
 
 
 def evaluation_data(size: int) -> torch.Tensor:
@@ -227,10 +229,12 @@ def example_runs(out: Path) -> dict[str, Any]:
     a run that one process stopped (``out/one.pt``, written by the test)."""
     ddp = load_example("ddp")
     full = ddp.run(ddp.RunConfig())
+    uneven = ddp.run(ddp.RunConfig(drop_last=False))  # epochs end with 11 samples: 6 + 5
     stopped = ddp.run(ddp.RunConfig(stop_after=7, checkpoint=out / "two.pt"))
     from_one = ddp.run(ddp.RunConfig(resume=True, checkpoint=out / "one.pt", workers=1))
     return {
         "full": [[m.update, m.name, m.value] for m in full],
+        "uneven": [[m.update, m.name, m.value] for m in uneven],
         "stopped": [[m.update, m.name, m.value] for m in stopped],
         "from_one": [[m.update, m.name, m.value] for m in from_one],
     }

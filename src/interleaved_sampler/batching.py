@@ -10,9 +10,11 @@ from typing import Any, Protocol
 
 from torch.utils.data import Sampler
 
+from interleaved_sampler.agreement import RankFacts, Ranks, ranks_for
 from interleaved_sampler.data import IndexBatch
 from interleaved_sampler.samplers import (
     StridedOrder,
+    draws_from_global_rng,
     repeats_epoch_order,
     sampler_identity,
     shard_of,
@@ -94,16 +96,23 @@ class Source:
             "len() must equal the number of indices one iteration yields"
         )
 
-    def iterate_from(self, position: int, context: str) -> Iterator[int]:
+    def iterate_from(
+        self, position: int, context: str, ranks: Ranks | None = None
+    ) -> Iterator[int]:
         """The sampler's indices from ``position`` on (after ``set_epoch``, where it has one).
 
         Uses the sampler's ``iter_from`` where it has one; else skips the first indices
-        without loading any data.
+        without loading any data. With ``ranks`` (a global run's group), a sampler that
+        draws its order from the global random generator takes rank 0's order.
         """
         iter_from = getattr(self.sampler, "iter_from", None)
         if iter_from is not None:
             return iter(iter_from(position))
-        indices: Iterator[int] = iter(self.sampler)
+        indices: Iterator[int] = (
+            ranks.rank_zero_order(self.sampler)
+            if ranks is not None and draws_from_global_rng(self.sampler)
+            else iter(self.sampler)
+        )
         skipped = sum(1 for _ in islice(indices, position))
         if skipped != position:
             raise self.too_few(skipped, f"{context} while skipping to the resume position")
@@ -116,6 +125,7 @@ class Source:
         context: str,
         used: int | None = None,
         chunk: int | None = None,
+        ranks: Ranks | None = None,
     ) -> PartReader:
         """A reader of this rank's parts of the global batches of one iteration (an epoch or
         a pass) of the sampler, from ``position`` on.
@@ -126,11 +136,12 @@ class Source:
             context: where the reading happens, for error messages.
             used: the indices an epoch uses (main sampler), for error messages.
             chunk: split batches into contiguous chunks of this size (else strided).
+            ranks: the group of a global run (see :meth:`iterate_from`).
         """
         strided = strided_order(self.sampler)
         if strided is not None and chunk is None:
             return _StridedReader(self, strided, position, sharding)
-        indices = self.iterate_from(position, context)
+        indices = self.iterate_from(position, context, ranks)
         return _WholeBatchReader(self, indices, sharding, context, used, chunk)
 
 
@@ -247,6 +258,12 @@ class InterleavedBatchSampler(Sampler[list[int]]):
         workers: the ``num_workers`` of the loader it is iterated in (streams only: each
             worker has its own copy of the stream).
 
+    In a global run (``sharding`` over several ranks) with ``torch.distributed``
+    initialized over that many processes, the first iteration is a collective: the ranks
+    compare their runs (:meth:`Ranks.agree <interleaved_sampler.agreement.Ranks.agree>`)
+    and raise the same ``ValueError`` on every rank when they differ; a sampler that draws
+    its order from the global random generator takes rank 0's order in every iteration.
+
     Reading ``batch_size`` raises ``TypeError``: it is how Accelerate and Lightning detect
     a batch sampler they may re-batch or re-shard, which would break the schedule.
     """
@@ -276,6 +293,8 @@ class InterleavedBatchSampler(Sampler[list[int]]):
         if schedule.structure.stream:  # the copies' positions depend on both
             processes = stream_processes(sharding.num_replicas)
             self.fingerprint[STREAM] = {"workers": workers, "processes": processes}
+        self.ranks = ranks_for(sharding, self.sources)
+        self._agreed = self.ranks is None
         self._produced = 0
         self._resume_at = 0
         self._restart_epoch_order = False
@@ -287,6 +306,10 @@ class InterleavedBatchSampler(Sampler[list[int]]):
     def __iter__(self) -> Iterator[IndexBatch | StreamBatch | EmptySlot]:
         # The resume position is taken when the first batch is asked for, not at iter():
         # DataLoader iterators call iter() on their batch sampler twice when they start.
+        if not self._agreed:
+            assert self.ranks is not None
+            self.ranks.agree(RankFacts.of(self, self.ranks.rank))
+            self._agreed = True
         start, self._resume_at = self._resume_at, 0
         restart, self._restart_epoch_order = self._restart_epoch_order, False
         copies, self._resume_copies = self._resume_copies, [None] * self.copies
@@ -315,7 +338,7 @@ class InterleavedBatchSampler(Sampler[list[int]]):
         source = self.sources[0]
         if isinstance(source.sampler, Stream):
             return _StreamReader(source, self.schedule, self.sharding, self.workers, copies)
-        return _EpochReader(source, self.schedule, self.sharding, restart)
+        return _EpochReader(source, self.schedule, self.sharding, restart, self.ranks)
 
     @property
     def resume_position(self) -> int:
@@ -435,13 +458,22 @@ class InterleavedBatchSampler(Sampler[list[int]]):
         size, length = plan.batch_size, source.length
         replicas = self.sharding.num_replicas
         chunk = -(-size // replicas) if source.split == "contiguous" else None
-        reader = source.reader(step.first_batch * size, self.sharding, "in one pass", chunk=chunk)
+        reader = source.reader(
+            step.first_batch * size, self.sharding, "in one pass", chunk=chunk, ranks=self.ranks
+        )
         for position in range(step.first_batch, plan.batches_per_pass):
-            batch = reader.read(position * size, min(size, length - position * size))
+            first, wanted = position * size, min(size, length - position * size)
+            batch = reader.read(first, wanted)
             batch.source_index = step.callback + 1
             if self.tagged:
                 batch.tag = BatchTag(
-                    source.name, step.callback + 1, step.progress, position, plan.batches_per_pass
+                    source.name,
+                    step.callback + 1,
+                    step.progress,
+                    position,
+                    plan.batches_per_pass,
+                    self.sharding.held(first, wanted, chunk),
+                    wanted,
                 )
             yield batch
         reader.check_exhausted()
@@ -473,7 +505,8 @@ class CachingBatchSampler(InterleavedBatchSampler):
     yields the same indices, and a :class:`CachedPass` in :attr:`passes` tells the loader
     where to serve it. The batches it yields and the passes it records together are the
     run of an :class:`InterleavedBatchSampler`; ``len()`` and the state protocol count
-    both.
+    both. Only the loader that serves the left-out passes iterates it (it sets
+    :attr:`served` for each iteration); any other iteration raises ``TypeError``.
 
     Args:
         schedule: the run's schedule.
@@ -494,6 +527,7 @@ class CachingBatchSampler(InterleavedBatchSampler):
         ...         SequentialSampler(range(3)), every_n_updates=1, batch_size=3, cache=True)],
         ... )
         >>> sampler = CachingBatchSampler(run.schedule, run.sources, cached={0})
+        >>> sampler.served = True  # what its loader sets: it serves the passes left out
         >>> [list(batch) for batch in sampler], len(sampler)
         ([[0, 1], [4, 5, 6], [2, 3]], 4)
         >>> [(p.at, p.served) for p in sampler.passes]
@@ -515,8 +549,17 @@ class CachingBatchSampler(InterleavedBatchSampler):
         self.passes: deque[CachedPass] = deque()
         self._first_passes: dict[int, list[IndexBatch]] = {}
         self._loaded = 0
+        self.served = False  # set by the loader that serves the cached passes
 
     def __iter__(self) -> Iterator[IndexBatch | StreamBatch | EmptySlot]:
+        if not self.served:
+            raise TypeError(
+                "a run with cached callbacks (cache=True) serves their later passes from the "
+                "loader of get_data_loader(), which keeps them: iterate that loader, not its "
+                "batch sampler in another loader (torchdata's StatefulDataLoader would "
+                "silently miss those passes); or set cache=False"
+            )
+        self.served = False  # the loader sets it again for its next iteration
         self.passes.clear()
         self._first_passes, self._loaded = {}, 0
         for batch in super().__iter__():
@@ -565,9 +608,15 @@ class _EpochReader:
     """
 
     def __init__(
-        self, source: Source, schedule: Schedule, sharding: Sharding, restart_order: bool
+        self,
+        source: Source,
+        schedule: Schedule,
+        sharding: Sharding,
+        restart_order: bool,
+        ranks: Ranks | None = None,
     ) -> None:
         self.source = source
+        self.ranks = ranks
         self.structure = schedule.structure
         self.sharding = sharding
         # the first epoch opened reads a sampler that cannot replay its order from its start
@@ -587,7 +636,9 @@ class _EpochReader:
             batch = reader.read(position * size, wanted)
             if tagged:
                 progress = structure.progress_at(epoch * per_epoch + position)
-                batch.tag = BatchTag(self.source.name, 0, progress, position, per_epoch)
+                batch.tag = BatchTag(
+                    self.source.name, 0, progress, position, per_epoch, len(batch), wanted
+                )
             yield batch
 
     def _open(self, epoch: int, position: int) -> PartReader:
@@ -598,7 +649,11 @@ class _EpochReader:
         if self.restart_order:
             position, self.restart_order = 0, False
         self.reader = self.source.reader(
-            position, self.sharding, f"in epoch {epoch}", used=self.structure.samples_per_epoch
+            position,
+            self.sharding,
+            f"in epoch {epoch}",
+            used=self.structure.samples_per_epoch,
+            ranks=self.ranks,
         )
         return self.reader
 
@@ -633,7 +688,9 @@ class _StreamReader:
             )
             if tagged:
                 progress = structure.progress_at(update)
-                batch.tag = BatchTag(self.source.name, 0, progress, update, per_pass)
+                batch.tag = BatchTag(
+                    self.source.name, 0, progress, update, per_pass, self.size, structure.batch_size
+                )
             yield batch
 
 

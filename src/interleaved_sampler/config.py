@@ -67,7 +67,8 @@ class SamplerIntervalConfig:
 
     Args:
         sampler: any sized iterable of indices into its dataset, exposing the dataset as
-            ``.data_source`` or ``.dataset`` (e.g. ``SequentialSampler(test_set)``).
+            ``.data_source`` or ``.dataset`` (e.g. ``SequentialSampler(test_set)``), or
+            with the dataset given as ``dataset``.
         pipeline: collate function for this dataset's batches (``None``: ``default_collate``).
         every_n_epochs: run a pass after every n-th completed epoch.
         every_n_updates: run a pass after every n-th update.
@@ -85,6 +86,10 @@ class SamplerIntervalConfig:
         cache: keep the batches of the first pass (of each iteration of the loader) in the
             main process and serve every later pass from memory, without loading; needs a
             sampler that yields the same indices in every pass and deterministic loading.
+        dataset: the dataset ``sampler`` samples from, for a sampler that does not expose
+            it (torch's ``SubsetRandomSampler``, ``WeightedRandomSampler``); ``None``: the
+            sampler's. Given both, they must be the same object (checked by
+            ``InterleavedSampler``, like the indices' range: see its ``train_dataset``).
 
     Exactly one ``every_n_*`` or ``at_updates`` must be given.
 
@@ -105,6 +110,7 @@ class SamplerIntervalConfig:
     cache: bool = False
     at_updates: tuple[int, ...] | None = None
     split: Literal["strided", "contiguous"] = "strided"
+    dataset: Any = None
 
     @field_validator("every_n_epochs", "every_n_updates", "every_n_samples", "batch_size")
     @classmethod

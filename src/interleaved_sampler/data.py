@@ -244,6 +244,14 @@ class InterleavedBatch:
             stream's run).
         indices: the dataset-local indices of the batch's samples (``None`` for the training
             batches of a stream, which has no indices).
+        part_size: in a run split over ranks (``num_replicas``), the samples of the global
+            batch in this rank's part (0 for a padding part of an evaluation batch, whose one
+            sample repeats one of another rank's); else the batch's size.
+        global_batch_size: the samples of the global batch, over all ranks.
+
+    A loss that DDP averages over ``W`` ranks equals the global batch's mean loss (also
+    for a short last batch split unevenly) when each rank weighs its mean loss by
+    ``part_size * W / global_batch_size`` (see ``docs/distributed.md``).
 
     A run resumes exactly after training batch ``b`` (and the passes that follow it) with
     ``InterleavedSamplerConfig(..., start_update=b.progress.update + 1)``.
@@ -273,6 +281,8 @@ class InterleavedBatch:
     batches_in_pass: int
     is_last_in_pass: bool
     indices: list[int] | None
+    part_size: int
+    global_batch_size: int
 
     @classmethod
     def create(cls, data: Any, tag: BatchTag, indices: list[int] | None) -> InterleavedBatch:
@@ -286,6 +296,8 @@ class InterleavedBatch:
             tag.batches_in_pass,
             tag.is_last_in_pass,
             indices,
+            tag.part_size,
+            tag.global_batch_size,
         )
 
     def pin_memory(self) -> InterleavedBatch:
@@ -306,7 +318,7 @@ class InterleavedBatch:
         Example:
             >>> import torch
             >>> from interleaved_sampler.schedule import BatchTag, TrainingProgress
-            >>> tag = BatchTag("train", 0, TrainingProgress(0, 0, 0), 0, 1)
+            >>> tag = BatchTag("train", 0, TrainingProgress(0, 0, 0), 0, 1, 2, 2)
             >>> b = InterleavedBatch.create({"x": [torch.zeros(2)]}, tag, [0, 1])
             >>> moved = b.to("meta")
             >>> moved.data["x"][0].device, moved.source, moved.indices

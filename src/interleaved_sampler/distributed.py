@@ -1,12 +1,14 @@
 """Multi-process runs (torch.distributed): one schedule on every rank, exact evaluation.
 
 The interleaved schedule is a function of the configuration and the *lengths* of the
-samplers only (see :mod:`interleaved_sampler.schedule`). With ``DistributedSampler`` (or a
-sharded :class:`~interleaved_sampler.SeededRandomSampler`) every rank's samplers have the
-same length, so every rank yields the same sequence of training batches and callback passes,
-with the same batch sizes, and no rank waits forever in a collective.
-:func:`check_same_schedule` verifies that once per run; :func:`gather_by_index` turns the
-per-rank results of an evaluation pass into exactly the single-process result.
+samplers only (see :mod:`interleaved_sampler.schedule`). With one global run
+(``InterleavedSampler(..., num_replicas=W, rank=r)``), or with ``DistributedSampler`` (or a
+sharded :class:`~interleaved_sampler.SeededRandomSampler`) on every rank, every rank yields
+the same sequence of training batches and callback passes, and no rank waits forever in a
+collective, provided the ranks build the same run. :func:`check_same_schedule` verifies
+that (a global run does it by itself at its first iteration, see
+:mod:`interleaved_sampler.agreement`); :func:`gather_by_index` turns the per-rank results of
+an evaluation pass into exactly the single-process result.
 
 Without an initialized process group both work in the one process (no communication).
 """
@@ -15,27 +17,35 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 import torch
 import torch.distributed as dist
 
-from interleaved_sampler.sampler import InterleavedSampler
-from interleaved_sampler.samplers import shard_of
-from interleaved_sampler.schedule import Schedule
+from interleaved_sampler.agreement import RankFacts, Ranks, communication_device
+
+if TYPE_CHECKING:
+    from interleaved_sampler.sampler import InterleavedSampler
 
 
 def check_same_schedule(sampler: InterleavedSampler, group: Any = None) -> None:
-    """Check that every rank of ``group`` has the same schedule and correctly sharded samplers.
+    """Check that every rank of ``group`` has the same run and correctly sharded samplers.
 
-    A collective: call it on every rank of ``group``, once, after building the sampler (it
-    gathers a few numbers per rank). It raises on every rank, with the same message, if the
-    ranks' schedules differ (samplers of different lengths, different configurations or
-    start positions), or if a sampler that shards (it has ``num_replicas`` and ``rank``, like
-    ``DistributedSampler``) does not shard over exactly this group: ``num_replicas`` must be
-    the group's size and ``rank`` this process's rank in it, each rank a different shard.
-    Without an initialized process group it checks this process's samplers alone. With
-    nccl, set the rank's CUDA device (``torch.cuda.set_device``) first.
+    A collective: call it on every rank of ``group``, once, after building the sampler (one
+    ``all_gather`` of a digest per rank; a second one, only on a mismatch, names what
+    differs). It raises on every rank, with the same message, if the ranks' runs differ
+    (samplers of another type, seed or length, datasets of other lengths, different
+    configurations or start positions), or if a sampler that shards (it has
+    ``num_replicas`` and ``rank``, like ``DistributedSampler``) does not shard over exactly
+    this group: ``num_replicas`` must be the group's size and ``rank`` this process's rank
+    in it, each rank a different shard. Without an initialized process group it checks
+    this process's samplers alone. With nccl, set the rank's CUDA device
+    (``torch.cuda.set_device``) first.
+
+    A global run (``InterleavedSampler(..., num_replicas=W)`` with ``torch.distributed``
+    initialized over ``W`` processes) runs the same check by itself at its first
+    iteration; call this one for per-rank samplers, to check earlier, or over another
+    group than the default one.
 
     Args:
         sampler: this rank's interleaved sampler.
@@ -43,7 +53,7 @@ def check_same_schedule(sampler: InterleavedSampler, group: Any = None) -> None:
             tensor- or pipeline-parallel runs, pass the data-parallel group.
 
     Raises:
-        ValueError: the schedules differ between ranks, or a sampler's sharding does not
+        ValueError: the runs differ between ranks, or a sampler's sharding does not
             match the group.
 
     Example:
@@ -54,38 +64,8 @@ def check_same_schedule(sampler: InterleavedSampler, group: Any = None) -> None:
         >>> sampler = InterleavedSampler(train, config)
         >>> check_same_schedule(sampler)  # passes; raises ValueError on a mismatch
     """
-    world, rank = _world(group)
-    local = _RankFacts(rank, _schedule_facts(sampler.schedule), _sharding(sampler))
-    facts = [local] * world
-    if world > 1:
-        dist.all_gather_object(facts, local, group=group)
-    problems = _schedule_differences(facts) + _sharding_problems(facts, world)
-    if problems:
-        raise ValueError(
-            "the interleaved samplers of the ranks do not give every rank the same schedule "
-            "over distinct shards, so ranks would wait for each other forever or train on "
-            "wrong data:\n  " + "\n  ".join(problems)
-        )
-
-
-def _schedule_facts(schedule: Schedule) -> dict[str, object]:
-    """The quantities that determine a schedule, by name: what the ranks compare."""
-    structure = schedule.structure
-    facts: dict[str, object] = {
-        "len(train sampler)": structure.sampler_len,
-        "batch_size in use": structure.batch_size,
-        "drop_last": structure.drop_last,
-        "evaluation": schedule.evaluation,
-        "start update": schedule.start.update,
-        "end update": schedule.end_update,
-        "number of callbacks": len(schedule.callbacks),
-    }
-    for i, plan in enumerate(schedule.callbacks):
-        facts[f"callback {i}: interval"] = plan.rule
-        facts[f"callback {i}: len(sampler)"] = plan.pass_len
-        facts[f"callback {i}: batch_size"] = plan.batch_size
-    facts["number of batches"] = schedule.num_batches
-    return facts
+    ranks = Ranks.of_group(group)
+    ranks.agree(RankFacts.of(sampler.batch_sampler, ranks.rank))
 
 
 @overload
@@ -147,14 +127,14 @@ def gather_by_index(
     )
     problem = _problem(tensors, index)
     header = _Header(0 if problem else len(index), _layout(tensors), problem)
-    world, _ = _world(group)
+    world = Ranks.of_group(group).size
     headers = [header] * world
     if world > 1:
         dist.all_gather_object(headers, header, group=group)
     _raise_problems(headers)
     if world > 1:
         counts = [h.count for h in headers]
-        device = _communication_device(group)
+        device = communication_device(group)
         index = _all_gather_rows(index.long(), counts, device, group)
         tensors = {
             key: _all_gather_rows(tensor, counts, device, group).to(tensor.device)
@@ -206,12 +186,6 @@ def _raise_problems(headers: Sequence[_Header]) -> None:
         raise ValueError("gather_by_index: " + "; ".join(problems))
 
 
-def _communication_device(group: Any) -> torch.device:
-    if dist.get_backend(group) == "nccl":
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")
-
-
 def _all_gather_rows(
     tensor: torch.Tensor, counts: Sequence[int], device: torch.device, group: Any
 ) -> torch.Tensor:
@@ -233,73 +207,3 @@ def _first_of_each_index(index: torch.Tensor) -> torch.Tensor:
     first = torch.ones_like(ordered, dtype=torch.bool)
     first[1:] = ordered[1:] != ordered[:-1]
     return order[first]
-
-
-@dataclass(frozen=True)
-class _Shard:
-    """What shards: a sampler (per-rank samplers) or the interleaved sampler itself (one
-    global schedule), and its ``num_replicas`` and ``rank``."""
-
-    sampler: str
-    num_replicas: int
-    rank: int
-    is_sampler: bool = True
-
-
-@dataclass(frozen=True)
-class _RankFacts:
-    rank: int
-    schedule: dict[str, object]
-    shards: tuple[_Shard, ...]
-
-
-def _world(group: Any) -> tuple[int, int]:
-    """``(size, rank)`` of ``group``; ``(1, 0)`` without an initialized process group."""
-    if not (dist.is_available() and dist.is_initialized()):
-        return 1, 0
-    return dist.get_world_size(group), dist.get_rank(group)
-
-
-def _sharding(sampler: InterleavedSampler) -> tuple[_Shard, ...]:
-    """What shards the run: the interleaved sampler itself (one global schedule), or else
-    the samplers that shard (per-rank samplers), main first."""
-    if sampler.sharding.is_sharded:  # its samplers are global: checked at construction
-        sharding = sampler.sharding
-        return (_Shard("interleaved sampler", sharding.num_replicas, sharding.rank, False),)
-    samplers = [sampler.main_sampler, *(c.sampler for c in sampler.extra_samplers)]
-    shards = []
-    for name, each in zip(sampler.source_names, samplers, strict=True):
-        shard = shard_of(each)
-        if shard is not None:
-            shards.append(_Shard(f"{name} sampler ({type(each).__name__})", *shard))
-    return tuple(shards)
-
-
-def _schedule_differences(facts: Sequence[_RankFacts]) -> list[str]:
-    keys = list(dict.fromkeys(key for rank in facts for key in rank.schedule))
-    problems = []
-    for key in keys:
-        values = [rank.schedule.get(key, "absent") for rank in facts]
-        if any(value != values[0] for value in values):
-            listed = ", ".join(f"rank {r.rank}: {v}" for r, v in zip(facts, values, strict=True))
-            problems.append(f"{key} differs: {listed}")
-    return problems
-
-
-def _sharding_problems(facts: Sequence[_RankFacts], world: int) -> list[str]:
-    problems = []
-    for rank in facts:
-        for shard in rank.shards:
-            if shard.num_replicas != world or shard.rank != rank.rank:
-                fix = f"use num_replicas={world}, rank={rank.rank}"
-                if shard.is_sampler and shard.num_replicas == 1:
-                    fix += (
-                        ", or keep the sampler global and give InterleavedSampler(..., "
-                        f"num_replicas={world}, rank={rank.rank}) (one global schedule)"
-                    )
-                problems.append(
-                    f"rank {rank.rank}: the {shard.sampler} has num_replicas="
-                    f"{shard.num_replicas}, rank={shard.rank}, but the group has {world} "
-                    f"ranks and this is rank {rank.rank}; {fix}"
-                )
-    return problems

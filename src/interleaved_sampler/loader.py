@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader
 
 from interleaved_sampler.batching import CachingBatchSampler, InterleavedBatchSampler
 from interleaved_sampler.cache import PassCache
+from interleaved_sampler.schedule import TrainingProgress
 from interleaved_sampler.state import STREAM_COPIES, make_state
 from interleaved_sampler.stream import CopyState, EmptySlot, StreamData
 
@@ -29,6 +30,12 @@ class InterleavedDataLoader(DataLoader[Any]):
     in place of the later passes (see ``docs/cache.md``); :attr:`cache_bytes` is what the
     cache holds. Over a :class:`~interleaved_sampler.Stream` it drops the empty dispatch
     slots and keeps the state of each copy's dataset after its last consumed batch.
+
+    Hugging Face Accelerate's ``prepare`` of this loader raises ``TypeError`` (in every mode
+    and with any number of processes): Accelerate would iterate the batch sampler with a
+    ``DataLoader`` of its own, which has no state (``save_state`` would keep no position)
+    and, with several processes, deals the batches round-robin to the ranks. Prepare the
+    model and optimizer only; see ``docs/frameworks.md``.
 
     Example:
         >>> from torch.utils.data import SequentialSampler
@@ -61,6 +68,8 @@ class InterleavedDataLoader(DataLoader[Any]):
         sampler = self.batch_sampler
         self._consumed = sampler.resume_position
         self._copies = sampler.resume_copies
+        if isinstance(sampler, CachingBatchSampler):
+            sampler.served = True  # this iterator serves the passes it leaves out
         batches: Iterator[Any] = super().__iter__()
         self._iteration = weakref.ref(batches)  # weak: dropping the loop's iterator frees it
         if sampler.copies > 1:
@@ -78,6 +87,23 @@ class InterleavedDataLoader(DataLoader[Any]):
         shutdown = getattr(iteration, "_shutdown_workers", None)
         if shutdown is not None:
             shutdown()
+
+    @property
+    def _is_accelerate_prepared(self) -> bool:
+        """Raise: Accelerate's ``prepare_data_loader`` reads this attribute of the loader
+        before anything else (accelerate 1.x ``accelerator.py``), so ``prepare(loader)``
+        fails there, before it builds a loader of its own."""
+        raise TypeError(
+            "accelerator.prepare() got an interleaved loader: Accelerate would iterate its "
+            "batch sampler with a DataLoader of its own, whose position save_state does not "
+            "keep (load_state would start the run again), and with several processes deal "
+            "its batches round-robin to the ranks (each rank another source at the same "
+            "step). Call accelerator.prepare(model, optimizer) without the loader, build "
+            "the sampler with InterleavedSampler(..., num_replicas=accelerator."
+            "num_processes, rank=accelerator.process_index), move batches with "
+            "batch.to(accelerator.device) and keep the position with accelerator."
+            "register_for_checkpointing(loader). See docs/frameworks.md"
+        )
 
     @property
     def cache_bytes(self) -> int:
@@ -110,6 +136,27 @@ class InterleavedDataLoader(DataLoader[Any]):
             (2, 3)
         """
         return self._consumed
+
+    @property
+    def progress(self) -> TrainingProgress:
+        """The training work done before the position :meth:`state_dict` saves: the global
+        run's epochs, updates and samples after the batches the loop has consumed (after
+        :meth:`load_state_dict`, where the resumed run continues). A training counter kept
+        elsewhere can be restored from it, the same on every rank, e.g. Accelerate's step
+        counter after ``load_state``: ``accelerator.step = loader.progress.update``.
+
+        Example:
+            >>> from torch.utils.data import SequentialSampler
+            >>> from interleaved_sampler import InterleavedSampler, InterleavedSamplerConfig
+            >>> config = InterleavedSamplerConfig(batch_size=2, max_epochs=2)
+            >>> loader = InterleavedSampler(SequentialSampler(range(6)), config).get_data_loader()
+            >>> stream = iter(loader)
+            >>> _ = [next(stream) for _ in range(4)]
+            >>> loader.progress
+            TrainingProgress(epoch=1, update=4, sample=8)
+        """
+        schedule = self.batch_sampler.schedule
+        return schedule.structure.progress_at(schedule.seek(self._consumed).update)
 
     def _count_consumed(self, batches: Iterator[Any]) -> Iterator[Any]:
         for batch in batches:

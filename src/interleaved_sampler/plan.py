@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 from typing import Any
+
+from pydantic import ValidationError
 
 from interleaved_sampler.config import (
     INTERVAL_FIELDS,
@@ -29,7 +32,7 @@ from interleaved_sampler.schedule import Schedule
 from interleaved_sampler.sharding import check_sharding
 from interleaved_sampler.timeline import plot_timeline, segments
 
-CALLBACK_KEYS = ("name", "length", *INTERVAL_FIELDS, "batch_size", "cache")
+CALLBACK_KEYS = ("name", "length", *INTERVAL_FIELDS, "at_updates", "batch_size", "cache")
 STREAM = "stream"  # the main length of a run whose training source is a Stream
 # RunPlan fields that flags can set
 FLAG_FIELDS = (
@@ -73,8 +76,9 @@ class RunPlan:
 
         Raises:
             ValueError: a length is missing or not a non-negative integer (callbacks: >= 1;
-                the main one may be ``"stream"``).
-            pydantic.ValidationError: a configuration field is invalid or unknown.
+                the main one may be ``"stream"``), or a configuration field is invalid or
+                unknown (one line naming it, e.g. ``callbacks[0].every_n_epochs: must be a
+                positive integer ...``).
         """
         fields = dict(data)
         length = fields.pop("length", None)
@@ -84,8 +88,15 @@ class RunPlan:
         for i, entry in enumerate(fields.pop("callbacks", None) or []):
             spec = dict(entry)
             size = _length(spec.pop("length", None), f"callbacks[{i}].length", minimum=1)
-            callbacks.append(SamplerIntervalConfig(sampler=range(size), **spec))
-        return cls(length, InterleavedSamplerConfig(**fields), tuple(callbacks), replicas)
+            try:
+                callbacks.append(SamplerIntervalConfig(sampler=range(size), **spec))
+            except ValidationError as error:
+                raise ValueError(_one_line(error, f"callbacks[{i}]")) from None
+        try:
+            config = InterleavedSamplerConfig(**fields)
+        except ValidationError as error:
+            raise ValueError(_one_line(error)) from None
+        return cls(length, config, tuple(callbacks), replicas)
 
     @property
     def names(self) -> list[str]:
@@ -110,6 +121,24 @@ class RunPlan:
         if self.num_replicas == 1:
             return str(batch_size)
         return f"{batch_size} ({-(-batch_size // self.num_replicas)}/rank)"
+
+
+def _one_line(error: ValidationError, where: str | None = None) -> str:
+    """pydantic's errors of one configuration as one line, each ``field: message``.
+
+    Example:
+        >>> try:
+        ...     SamplerIntervalConfig(range(3), every_n_epochs=0)
+        ... except ValidationError as error:
+        ...     print(_one_line(error, "callbacks[0]"))
+        callbacks[0].every_n_epochs: must be a positive integer (>= 1) or None, got 0
+    """
+    lines = []
+    for each in error.errors():
+        field = ".".join(map(str, [*([where] if where else []), *each["loc"]]))
+        message = each["msg"].removeprefix("Value error, ")
+        lines.append(f"{field}: {message}" if field else message)
+    return "; ".join(lines)
 
 
 def _length(value: Any, field: str, minimum: int) -> int:
@@ -171,6 +200,10 @@ def _summary(plan: RunPlan, schedule: Schedule) -> list[str]:
     for i, (callback, cfg) in enumerate(zip(schedule.callbacks, plan.callbacks, strict=True)):
         passes = schedule.passes(i)
         when = f"{callback.rule.field} = {callback.rule.setting}"
+        if cfg.at_updates is not None:  # the updates themselves, not the rule's digest
+            first = ", ".join(map(str, cfg.at_updates[:4]))
+            more = f", ... ({len(cfg.at_updates)} updates)" if len(cfg.at_updates) > 4 else ""
+            when = f"at_updates = [{first}{more}]"
         row: tuple[str, ...] = (
             names[i + 1],
             str(callback.pass_len),
@@ -236,30 +269,55 @@ def _columns(rows: Sequence[Sequence[str]]) -> list[str]:
     ]
 
 
+class ConfigFileError(ValueError):
+    """The ``--config`` file cannot be read, is not valid YAML/JSON, or holds no mapping."""
+
+
 def load_file(path: Path) -> dict[str, Any]:
     """Read a YAML (``.yaml``/``.yml``, needs pyyaml) or JSON configuration file.
 
     Raises:
         MissingExtraError: a YAML file and no pyyaml.
-        ValueError: the file does not hold a mapping.
+        ConfigFileError: the file cannot be read or parsed, or does not hold a mapping (one
+            line naming the file).
     """
-    text = path.read_text()
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        reason = getattr(error, "strerror", None) or error
+        raise ConfigFileError(f"cannot read the --config file {path}: {reason}") from None
+    errors: type[Exception]
     if path.suffix in (".yaml", ".yml"):
-        data = require("yaml", "reading YAML files").safe_load(text)
+        yaml = require("yaml", "reading YAML files")
+        kind, parse, errors = "YAML", yaml.safe_load, yaml.YAMLError
     else:
-        data = json.loads(text)
+        kind, parse, errors = "JSON", json.loads, json.JSONDecodeError
+    try:
+        data = parse(text)
+    except errors as error:
+        # YAML's: the problem and where the parser stopped (its str() spans several lines)
+        problem, mark = getattr(error, "problem", None), getattr(error, "problem_mark", None)
+        reason = f"{problem} at line {mark.line + 1}" if problem and mark else str(error)
+        raise ConfigFileError(f"the --config file {path} is not valid {kind}: {reason}") from None
     if not isinstance(data, dict):
-        raise ValueError(
-            f"{path}: expected a mapping of configuration fields, got {type(data).__name__}"
+        raise ConfigFileError(
+            f"the --config file {path} holds no mapping of configuration fields, got "
+            f"{type(data).__name__}"
         )
     return data
 
 
 def parse_callback(text: str) -> dict[str, Any]:
     """``"name=val,length=300,every_n_updates=25"`` as a mapping (numbers as ``int``,
-    ``cache=true|false`` as ``bool``)."""
+    ``cache=true|false`` as ``bool``, ``at_updates=[500,1000]`` as a list of ``int``: a
+    list in brackets, as in a YAML file).
+
+    Example:
+        >>> parse_callback("name=val,length=300,at_updates=[25, 50],cache=true")
+        {'name': 'val', 'length': 300, 'at_updates': [25, 50], 'cache': True}
+    """
     spec: dict[str, Any] = {}
-    for item in text.split(","):
+    for item in re.split(r",(?![^\[]*\])", text):  # the commas outside brackets
         key, sep, value = item.partition("=")
         if not sep or key.strip() not in CALLBACK_KEYS:
             raise argparse.ArgumentTypeError(
@@ -270,6 +328,8 @@ def parse_callback(text: str) -> dict[str, Any]:
             spec[key] = value
         elif key == "cache":
             spec[key] = _flag(value, key)
+        elif key == "at_updates":
+            spec[key] = _integers(value, key)
         else:
             spec[key] = _integer(value, key)
     return spec
@@ -279,6 +339,16 @@ def _flag(value: str, key: str) -> bool:
     if value.lower() not in ("true", "false", "1", "0"):
         raise argparse.ArgumentTypeError(f"{key}={value!r} is not true, false, 1 or 0")
     return value.lower() in ("true", "1")
+
+
+def _integers(value: str, key: str) -> list[int]:
+    if not (value.startswith("[") and value.endswith("]")):
+        raise argparse.ArgumentTypeError(
+            f"{key}={value!r} is not a list: write the updates in brackets, e.g. "
+            f"{key}=[500,1000] (a list, as in a YAML file)"
+        )
+    inner = value[1:-1].strip()
+    return [_integer(each.strip(), key) for each in inner.split(",")] if inner else []
 
 
 def _integer(value: str, key: str) -> int:
@@ -292,7 +362,9 @@ DESCRIPTION = """\
 Print when each callback fires, its batches per pass and the totals of a run, without loading
 any data. The run is given by numbers: the main sampler's length, the fields of
 InterleavedSamplerConfig and, per callback, its length and the fields of SamplerIntervalConfig.
-They come from a YAML or JSON file (--config), from flags, or both (flags win). Example file:
+They come from a YAML or JSON file (--config), from flags, or both (flags win); a run needs
+length, batch_size and one of max_epochs, max_updates, max_samples. --plot FILE.png draws the
+run's timeline (needs matplotlib: the plot extra). Example file:
 
     length: 1000          # indices the main sampler yields per epoch ('stream': a Stream)
     batch_size: 64
@@ -302,6 +374,14 @@ They come from a YAML or JSON file (--config), from flags, or both (flags win). 
     callbacks:
       - {name: validation, length: 300, every_n_updates: 25, batch_size: 100}
       - {name: test, length: 500, every_n_epochs: 2, batch_size: 128}
+      - {name: probe, length: 50, at_updates: [10, 40]}
+
+The same with flags:
+
+    plan --length 1000 --batch-size 64 --no-drop-last --max-epochs 4 --num-replicas 2 \\
+      --callback name=validation,length=300,every_n_updates=25,batch_size=100 \\
+      --callback name=test,length=500,every_n_epochs=2,batch_size=128 \\
+      --callback "name=probe,length=50,at_updates=[10,40]"
 """
 
 
@@ -313,11 +393,14 @@ def add_parser(subparsers: Any) -> None:
     """
     parser = subparsers.add_parser(
         "plan",
-        help="print when each callback fires, batches per pass and totals (loads no data)",
+        help="print when each callback fires, batches per pass and totals (loads no data); "
+        "--plot draws the timeline",
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--config", type=Path, help="YAML or JSON file with the run (see above)")
+    parser.add_argument(
+        "--config", type=Path, metavar="FILE", help="YAML or JSON file with the run (see above)"
+    )
     parser.add_argument(
         "--length",
         type=_main_length,
@@ -339,11 +422,15 @@ def add_parser(subparsers: Any) -> None:
         action="append",
         dest="callbacks",
         metavar="KEY=VALUE,...",
-        help=f"a callback (repeatable; replaces the file's), keys: {', '.join(CALLBACK_KEYS)}",
+        help=f"a callback (repeatable; replaces the file's), keys: {', '.join(CALLBACK_KEYS)}; "
+        "at_updates is a list in brackets, as in the file: at_updates=[500,1000]",
     )
     parser.add_argument("--max-passes", type=int, default=50, help="list at most this many passes")
     parser.add_argument(
-        "--plot", type=Path, metavar="PNG", help="draw the timeline (needs matplotlib)"
+        "--plot",
+        type=Path,
+        metavar="FILE.png",
+        help="draw the run's timeline into this PNG file (needs matplotlib: the plot extra)",
     )
     parser.set_defaults(func=run)
 
@@ -352,20 +439,42 @@ def plan_from_args(args: argparse.Namespace) -> RunPlan:
     """The file's fields (``--config``), overridden by every flag given.
 
     Raises:
-        ValueError: the run is invalid (pydantic's ``ValidationError`` is a ``ValueError``).
+        ConfigFileError: the ``--config`` file cannot be read or parsed.
+        ValueError: the run is incomplete (the message names the flags to pass) or invalid.
         MissingExtraError: a YAML file and no pyyaml.
     """
     data = load_file(args.config) if args.config else {}
     data.update({f: getattr(args, f) for f in FLAG_FIELDS if getattr(args, f) is not None})
+    _check_complete(data, from_file=bool(args.config))
     plan = RunPlan.from_dict(data)
     plan.schedule()
     return plan
+
+
+def _check_complete(data: Mapping[str, Any], from_file: bool) -> None:
+    """Raise a ``ValueError`` naming the flags of what a run needs and ``data`` lacks: the
+    length, the batch size and a stop limit."""
+    missing = [
+        (field, f"--{field.replace('_', '-')} N")
+        for field in ("length", "batch_size")
+        if data.get(field) is None
+    ]
+    if all(data.get(field) is None for field in STOP_FIELDS):
+        missing.append(("a stop limit", "--max-epochs N (or --max-updates, --max-samples)"))
+    if missing:
+        where = "put them in the --config file" if from_file else "--config FILE with them"
+        raise ValueError(
+            f"missing {', '.join(field for field, _ in missing)}: pass "
+            f"{' '.join(flag for _, flag in missing)}, or {where} (plan --help shows an example)"
+        )
 
 
 def run(args: argparse.Namespace) -> int:
     """The ``plan`` command: print the plan, optionally draw it."""
     try:
         plan = plan_from_args(args)
+    except ConfigFileError as error:
+        raise SystemExit(f"plan: {error}") from None
     except ValueError as error:
         raise SystemExit(f"plan: invalid run: {error}") from None
     print(describe(plan, args.max_passes))

@@ -67,6 +67,13 @@ class InterleavedSampler:
             parts (see :class:`~interleaved_sampler.sharding.Sharding`); batch sizes must
             be multiples of it. A state saved with one ``num_replicas`` loads with another.
         rank: the rank whose part of every global batch this sampler yields.
+        train_dataset: the dataset ``train_sampler`` samples from, for a sampler that does
+            not expose it as ``.data_source`` or ``.dataset`` (torch's
+            ``SubsetRandomSampler``, ``WeightedRandomSampler``); ``None``: the sampler's.
+            Given both, they must be the same object. Its indices must lie in
+            ``[0, len(train_dataset))``: checked here where the sampler's range is known
+            without iterating it (``WeightedRandomSampler``, ``SubsetRandomSampler``), else
+            when a batch is loaded (an ``IndexError`` naming the source).
 
     Example:
         >>> from torch.utils.data import SequentialSampler
@@ -91,13 +98,14 @@ class InterleavedSampler:
         *,
         num_replicas: int = 1,
         rank: int = 0,
+        train_dataset: Any = None,
     ) -> None:
         callbacks = _check_arguments(train_sampler, config, train_collator, callback_samplers)
         self.sharding = Sharding(num_replicas, rank)
         self.config = config
         self.main_sampler = train_sampler
         self.extra_samplers = callbacks
-        self.sources = _sources(train_sampler, train_collator, callbacks)
+        self.sources = _sources(train_sampler, train_collator, callbacks, train_dataset)
         self.source_names = [source.name for source in self.sources]
         self.dataset = InterleavedDataset(
             [source.dataset for source in self.sources], self.source_names
@@ -317,15 +325,23 @@ def _sources(
     train_sampler: SizedIterable | Stream,
     train_collator: Callable[..., Any] | None,
     callbacks: Sequence[SamplerIntervalConfig],
+    train_dataset: Any,
 ) -> list[Source]:
     """One record per dataset of the run: the main one, then one per callback. A stream is
     its own dataset (the workers load its batches from it), of no indices."""
     names = source_names([callback.name for callback in callbacks])
     samplers = [(train_sampler, train_collator), *((c.sampler, c.pipeline) for c in callbacks)]
     splits = ["strided", *(c.split for c in callbacks)]
+    given = [
+        (train_dataset, "InterleavedSampler(train_dataset=...)"),
+        *(
+            (c.dataset, f"SamplerIntervalConfig(dataset=...) of callback_samplers[{i}]")
+            for i, c in enumerate(callbacks)
+        ),
+    ]
     datasets = [
-        sampler if isinstance(sampler, Stream) else dataset_of(sampler, name)
-        for (sampler, _), name in zip(samplers, names, strict=True)
+        sampler if isinstance(sampler, Stream) else dataset_of(sampler, name, dataset, field)
+        for (sampler, _), name, (dataset, field) in zip(samplers, names, given, strict=True)
     ]
     lengths = [
         0 if isinstance(sampler, Stream) else sampler_len(sampler, name)

@@ -9,7 +9,16 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.utils.data import DistributedSampler, RandomSampler, Sampler, SequentialSampler
+from torch.utils.data import (
+    DistributedSampler,
+    RandomSampler,
+    Sampler,
+    SequentialSampler,
+    SubsetRandomSampler,
+    WeightedRandomSampler,
+)
+
+from interleaved_sampler.checks import describe
 
 
 class SeededRandomSampler(Sampler[int]):
@@ -226,16 +235,89 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return _mix64((seed * _GOLDEN + epoch * 0xD1B54A32D192ED03 + 0x632BE59BD9B4E019) & _MASK64)
 
 
-def dataset_of(sampler: Any, role: str) -> Any:
-    """The dataset a sampler indexes: its ``.data_source`` or ``.dataset``."""
-    for attribute in ("data_source", "dataset"):
-        dataset = getattr(sampler, attribute, None)
-        if dataset is not None:
-            return dataset
-    raise TypeError(
-        f"the {role} sampler {type(sampler).__name__} exposes no dataset, got neither "
-        "`.data_source` nor `.dataset`; it needs one of them (as torch's samplers have)"
+def dataset_of(sampler: Any, role: str, given: Any, field: str) -> Any:
+    """The dataset a sampler indexes: ``given`` (the dataset passed explicitly as ``field``),
+    else its ``.data_source`` or ``.dataset``.
+
+    Args:
+        sampler: the sampler.
+        role: its source's name (``"train"``, a callback's), for error messages.
+        given: the dataset passed explicitly, or ``None``.
+        field: where ``given`` is passed, e.g. ``"InterleavedSampler(train_dataset=...)"``.
+
+    Raises:
+        TypeError: neither ``given`` nor a dataset on the sampler; ``given`` has no ``len()``.
+        ValueError: both, and they are different objects; the sampler is known to yield
+            indices outside ``given`` (see :func:`index_bound`).
+    """
+    exposed = next(
+        (
+            (attribute, dataset)
+            for attribute in ("data_source", "dataset")
+            if (dataset := getattr(sampler, attribute, None)) is not None
+        ),
+        None,
     )
+    what = f"the {role} sampler {type(sampler).__name__}"
+    if given is None:
+        if exposed is None:
+            raise TypeError(
+                f"{what} exposes no dataset, got neither `.data_source` nor `.dataset`; pass "
+                f"the dataset it samples from as {field} (torch's SubsetRandomSampler and "
+                "WeightedRandomSampler need it), or give the sampler one of those attributes"
+            )
+        return exposed[1]
+    if exposed is not None and exposed[1] is not given:
+        attribute, dataset = exposed
+        raise ValueError(
+            f"{field} and the dataset of {what} (its .{attribute}) are different objects, "
+            f"got {_about(given)} and {_about(dataset)}; pass the dataset the sampler samples "
+            "from, or leave the explicit dataset out (the sampler's is used)"
+        )
+    try:
+        length = len(given)
+    except TypeError:
+        raise TypeError(
+            f"{field} must be a map-style dataset with len(), got {describe(given)}"
+        ) from None
+    bound = index_bound(sampler)
+    if bound is not None and (bound[0] < 0 or bound[1] > length):
+        raise ValueError(
+            f"{what} yields indices from {bound[0]} to {bound[1] - 1}, outside {field}, got "
+            f"{_about(given)}; valid: indices in [0, {length}): pass the dataset the "
+            "sampler's indices refer to"
+        )
+    return given
+
+
+def _about(dataset: Any) -> str:
+    """A dataset in an error message: its type, length and identity (two datasets of one
+    type and length are told apart)."""
+    try:
+        size = f"{len(dataset)} samples, "
+    except TypeError:
+        size = ""
+    return f"{type(dataset).__name__} ({size}id {id(dataset):#x})"
+
+
+def index_bound(sampler: Any) -> tuple[int, int] | None:
+    """``(low, high)``: the sampler yields indices in ``[low, high)``, where that is known
+    without iterating it: torch's ``WeightedRandomSampler`` (``[0, len(weights))``) and
+    ``SubsetRandomSampler`` (its indices' minimum and maximum, one pass over them);
+    ``None`` for any other sampler.
+
+    Example:
+        >>> index_bound(SubsetRandomSampler([4, 2, 7]))
+        (2, 8)
+    """
+    if isinstance(sampler, WeightedRandomSampler):
+        return 0, len(sampler.weights)
+    indices: Any = sampler.indices if isinstance(sampler, SubsetRandomSampler) else ()
+    if not len(indices):
+        return None
+    if hasattr(indices, "min"):  # a tensor or an array: vectorized
+        return int(indices.min()), int(indices.max()) + 1
+    return int(min(indices)), int(max(indices)) + 1
 
 
 StridedOrder = Callable[[int, int], Iterator[int]]
@@ -282,25 +364,62 @@ def repeats_epoch_order(sampler: Any) -> bool:
 
 def shuffles(sampler: Any) -> bool:
     """Whether ``sampler`` is known to yield a new order in every iteration: torch's
-    ``RandomSampler`` and a ``DistributedSampler`` with ``shuffle=True`` (whose order moves
-    with ``set_epoch``)."""
-    return isinstance(sampler, RandomSampler) or (
+    ``RandomSampler``, ``SubsetRandomSampler``, ``WeightedRandomSampler`` and a
+    ``DistributedSampler`` with ``shuffle=True`` (whose order moves with ``set_epoch``)."""
+    random = RandomSampler | SubsetRandomSampler | WeightedRandomSampler
+    return isinstance(sampler, random) or (
         isinstance(sampler, DistributedSampler) and bool(sampler.shuffle)
     )
 
 
+def draws_from_global_rng(sampler: Any) -> bool:
+    """Whether ``sampler`` draws its order from the global random generator: torch's
+    ``RandomSampler``, ``SubsetRandomSampler`` and ``WeightedRandomSampler`` without a
+    ``generator`` (each draws all it needs when its iteration yields its first index).
+    In several processes each then has its own order.
+
+    Example:
+        >>> draws_from_global_rng(RandomSampler(range(4)))
+        True
+        >>> draws_from_global_rng(RandomSampler(range(4), generator=torch.Generator()))
+        False
+    """
+    return (
+        getattr(type(sampler), "__iter__", None) in _GLOBAL_RNG_ITERATIONS
+        and getattr(sampler, "generator", None) is None
+    )
+
+
+_GLOBAL_RNG_ITERATIONS = (
+    RandomSampler.__iter__,
+    SubsetRandomSampler.__iter__,
+    WeightedRandomSampler.__iter__,
+)
+# Options of torch's samplers that change the order a seed gives.
+_ORDER_OPTIONS = ("shuffle", "replacement")
+
+
 def sampler_identity(sampler: Any) -> dict[str, Any]:
-    """What makes ``sampler``'s orders its own, as plain data: its type and, where it has
-    one, its seed (``.seed``, Accelerate's ``.initial_seed``, or the initial seed of its
-    ``.generator``). A position saved with one sampler means nothing for another type or
-    seed over the same data.
+    """What makes ``sampler``'s orders its own, as plain data: its type, its seed
+    (``.seed``, Accelerate's ``.initial_seed``, or the initial seed of its ``.generator``;
+    ``None`` without one) and the options that change the order a seed gives
+    (``shuffle`` of ``DistributedSampler``, ``replacement`` of ``RandomSampler``), where it
+    has them. A position saved with one sampler means nothing for another type, seed or
+    option over the same data.
 
     Example:
         >>> sampler_identity(SeededRandomSampler(range(4), seed=3))
         {'type': 'SeededRandomSampler', 'seed': 3}
+        >>> sampler_identity(DistributedSampler(range(4), num_replicas=1, rank=0, seed=5))
+        {'type': 'DistributedSampler', 'seed': 5, 'shuffle': True}
     """
     seed = getattr(sampler, "seed", getattr(sampler, "initial_seed", None))
     generator = getattr(sampler, "generator", None)
     if not isinstance(seed, int) and isinstance(generator, torch.Generator):
         seed = generator.initial_seed()
-    return {"type": type(sampler).__qualname__, "seed": seed if isinstance(seed, int) else None}
+    identity = {"type": type(sampler).__qualname__, "seed": seed if isinstance(seed, int) else None}
+    for option in _ORDER_OPTIONS:
+        value = getattr(sampler, option, None)
+        if isinstance(value, bool):
+            identity[option] = value
+    return identity

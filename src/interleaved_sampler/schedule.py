@@ -323,9 +323,13 @@ class BatchTag:
             evaluation mode).
         batch_in_pass: position of the batch in its pass (training: in its epoch), from 0.
         batches_in_pass: batches of the pass (training: updates per epoch).
+        part_size: the samples of the global batch in this rank's part of it (the whole
+            batch's in a run that is not split over ranks; 0 for a padding part, whose one
+            sample repeats one of another rank's).
+        global_batch_size: the samples of the global batch (of all ranks together).
 
     Example:
-        >>> tag = BatchTag("val", 1, TrainingProgress(0, 8, 256), 1, 2)
+        >>> tag = BatchTag("val", 1, TrainingProgress(0, 8, 256), 1, 2, 3, 6)
         >>> tag.is_last_in_pass
         True
     """
@@ -335,6 +339,8 @@ class BatchTag:
     progress: TrainingProgress
     batch_in_pass: int
     batches_in_pass: int
+    part_size: int
+    global_batch_size: int
 
     @property
     def is_last_in_pass(self) -> bool:

@@ -81,6 +81,22 @@ class Sharding:
             return range(start, min(start + per_rank, first + size))
         return self._padding(first, size)
 
+    def held(self, first: int, size: int, per_rank: int | None = None) -> int:
+        """How many samples of the global batch ``[first, first + size)`` this rank's part
+        holds: its size, or 0 for a padding part (see :meth:`part` and, with ``per_rank``,
+        :meth:`chunk`).
+
+        Example:
+            >>> [Sharding(2, rank).held(first=8, size=3) for rank in (0, 1)]  # 2 + 1
+            [2, 1]
+            >>> Sharding(4, 3).held(first=8, size=2)  # padding
+            0
+        """
+        if per_rank is None:
+            return len(range(self.first_position(first), first + size, self.num_replicas))
+        start = first + self.rank * per_rank
+        return len(range(start, min(start + per_rank, first + size)))
+
     def pads(self, first: int, size: int) -> bool:
         """Whether this rank's (strided) part of the batch ``[first, first + size)`` is
         padding."""
@@ -143,15 +159,20 @@ def check_sharding(
     if not broken:
         return
     first = broken[0]
-    rule = (
-        f"a multiple of num_replicas={num_replicas} (every rank loads an equal part)"
-        if first.full
-        else f"at least num_replicas={num_replicas} (else some rank gets an empty batch)"
-    )
     valid = [w for w in range(1, min(s.size for s in sizes) + 1) if _all_work(sizes, w)]
+    if first.full:
+        problem = (
+            f"{first.field}={first.size} must be a multiple of num_replicas={num_replicas} "
+            f"(every rank loads an equal part): it is the size of {first.what}"
+        )
+    else:
+        problem = (
+            f"{first.what} has {first.size} sample{'s' if first.size != 1 else ''}, fewer than "
+            f"num_replicas={num_replicas}: some rank would get an empty training batch"
+        )
     raise ValueError(
-        f"{first.field}={first.size} must be {rule}: it is the size of {first.what}; "
-        f"valid num_replicas for this run: {_listed(valid)}; or change {first.field}"
+        f"{problem}; valid num_replicas for this run: {_listed(valid)}; or change "
+        f"{first.field}" + ("" if first.full else " or set drop_last=True (drops that batch)")
     )
 
 
@@ -189,8 +210,8 @@ def _batch_sizes(
                 "batch_size",
                 short,
                 False,
-                f"the last training batch of each epoch ({structure.sampler_len} samples, "
-                "drop_last=False; drop_last=True drops it)",
+                f"the last training batch of each epoch ({structure.sampler_len} training "
+                f"samples in batches of batch_size={structure.batch_size}, drop_last=False)",
             )
     callbacks = zip(schedule.callbacks, names[1:], own_batch_sizes, strict=True)
     for i, (plan, name, own) in enumerate(callbacks):

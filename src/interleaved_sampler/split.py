@@ -11,20 +11,35 @@ next batch of the run comes from, and a loader asked out of turn raises
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from itertools import takewhile
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 
-from interleaved_sampler.batching import InterleavedBatchSampler
+from interleaved_sampler.batching import InterleavedBatchSampler, Source
 from interleaved_sampler.data import InterleavedBatch
 from interleaved_sampler.loader import InterleavedDataLoader
-from interleaved_sampler.schedule import Place, Schedule
+from interleaved_sampler.schedule import Place, Position, Schedule
+from interleaved_sampler.sharding import Sharding
 from interleaved_sampler.state import STREAM_COPIES
 
-if TYPE_CHECKING:
-    from interleaved_sampler.sampler import InterleavedSampler
+
+class RunParts(Protocol):
+    """What the split loaders read of a run (an :class:`~interleaved_sampler.InterleavedSampler`
+    has it): its schedule, its sources and their names, and how it is split over ranks."""
+
+    @property
+    def schedule(self) -> Schedule: ...
+
+    @property
+    def sources(self) -> Sequence[Source]: ...
+
+    @property
+    def source_names(self) -> Sequence[str]: ...
+
+    @property
+    def sharding(self) -> Sharding: ...
 
 
 class OutOfTurnError(RuntimeError):
@@ -37,7 +52,7 @@ class _Run:
     once (no reference cycle left to the garbage collector, whose late join of live workers
     stalls)."""
 
-    def __init__(self, loader: InterleavedDataLoader, names: list[str], tagged: bool) -> None:
+    def __init__(self, loader: InterleavedDataLoader, names: Sequence[str], tagged: bool) -> None:
         self.loader, self.names, self.tagged = loader, names, tagged
         self.schedule: Schedule = loader.batch_sampler.schedule
         self.iterator: Iterator[InterleavedBatch] | None = None
@@ -216,7 +231,7 @@ class InterleavedLoaders:
     <interleaved_sampler.InterleavedSampler.get_loaders>`.
 
     Args:
-        sampler: the run.
+        sampler: the run (its schedule, sources, their names and sharding).
         loader: the run's tagged loader (``sampler.get_data_loader(tagged=True, ...)``).
         tagged: the split loaders yield :class:`~interleaved_sampler.InterleavedBatch`
             objects (else the bare collated batches).
@@ -240,7 +255,7 @@ class InterleavedLoaders:
     """
 
     def __init__(
-        self, sampler: InterleavedSampler, loader: InterleavedDataLoader, tagged: bool = False
+        self, sampler: RunParts, loader: InterleavedDataLoader, tagged: bool = False
     ) -> None:
         self._run = _Run(loader, sampler.source_names, tagged)
         passes = InterleavedBatchSampler(
@@ -300,6 +315,33 @@ class InterleavedLoaders:
             batches += self._due_batches(batches)
         loader.load_position(
             batches, restart_epoch_order=restart_epoch_order, copies=state.get(STREAM_COPIES)
+        )
+
+    def load_update(self, update: int, *, restart_epoch_order: bool = False) -> None:
+        """Continue the run right after training update ``update`` and the passes due
+        there (a framework that resumes from its own counter, a checkpoint without this
+        run's state, does not run the evaluation due at the point it saved); past the run's
+        end, at its end.
+
+        Args:
+            update: the training updates done (batches, not optimizer steps).
+            restart_epoch_order: see :meth:`InterleavedDataLoader.load_state_dict
+                <interleaved_sampler.InterleavedDataLoader.load_state_dict>`.
+
+        Raises:
+            ValueError: ``update`` is before the run's start.
+        """
+        schedule = self._run.schedule
+        if not schedule.start.update <= update:
+            raise ValueError(
+                f"update must be at or after the run's start ({schedule.start.update}), "
+                f"got {update}"
+            )
+        update = min(update, schedule.end_update)
+        position = Position(update, len(schedule.passes_after(update)))
+        self._run.stop()
+        self._run.loader.load_position(
+            schedule.batches_at(position), restart_epoch_order=restart_epoch_order
         )
 
     def _due_batches(self, batches: int) -> int:

@@ -230,6 +230,7 @@ def _eval_mode(module: torch.nn.Module) -> Iterator[None]:
 class _LoaderParts:
     """What a ``DataLoader`` of the user's DataModule is made of."""
 
+    dataset: Any
     sampler: Any
     batch_size: int
     drop_last: bool
@@ -263,6 +264,7 @@ class _LoaderParts:
                 "and needs batch_size=, shuffle= or sampler= (torch's BatchSampler)"
             )
         return cls(
+            loader.dataset,
             batch_sampler.sampler,
             batch_sampler.batch_size,
             batch_sampler.drop_last,
@@ -509,12 +511,14 @@ class InterleavedDataModule(pl.LightningDataModule):
                     val.collate_fn,
                     batch_size=val.batch_size * world,
                     name=name,
+                    dataset=val.dataset,
                     **rule,
                 )
                 for name, val in zip(names, vals, strict=True)
             ],
             num_replicas=world,
             rank=trainer.global_rank,
+            train_dataset=train.dataset,
         )
         return sampler.get_loaders(**_loader_arguments(train_loader))
 

@@ -27,10 +27,11 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any, cast
 
+import torch
 import transformers.trainer as trainer_module
 from accelerate.data_loader import DataLoaderStateMixin
 from accelerate.state import GradientState
-from torch.utils.data import IterableDataset, Sampler, SequentialSampler
+from torch.utils.data import IterableDataset, RandomSampler, Sampler, SequentialSampler
 from transformers import Trainer
 from transformers.trainer_utils import IntervalStrategy, get_last_checkpoint
 
@@ -65,13 +66,55 @@ class FirstOf(Sampler[int]):
         return islice(iter(self.sampler), self.count)
 
 
+class SeedableOrder(Sampler[int]):
+    """The order of ``Trainer``'s own train loader: Accelerate prepares it with a seedable
+    random sampler (``accelerate.data_loader.SeedableRandomSampler``, the default
+    ``accelerator_config.use_seedable_sampler=True``) whose epoch ``e`` is the order of
+    ``sampler`` (a torch ``RandomSampler``) drawn by a generator seeded ``seed + e``. It
+    repeats an epoch's order, so a resume inside an epoch is exact, as ``Trainer``'s is.
+
+    Args:
+        sampler: the ``RandomSampler`` of ``Trainer._get_train_sampler``.
+        seed: ``TrainingArguments.data_seed``, else ``torch.random.initial_seed()`` when
+            ``train()`` builds its loader (``args.seed``, which ``train()`` sets).
+
+    Example:
+        >>> order = SeedableOrder(RandomSampler(range(4)), seed=3)
+        >>> order.set_epoch(1)
+        >>> list(order) == torch.randperm(4, generator=torch.Generator().manual_seed(4)).tolist()
+        True
+    """
+
+    repeats_epoch_order = True
+
+    def __init__(self, sampler: RandomSampler, seed: int) -> None:
+        self.sampler, self.seed, self.epoch = sampler, seed, 0
+        self.data_source = sampler.data_source
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        sampler = self.sampler
+        return iter(
+            RandomSampler(
+                self.data_source, sampler.replacement, sampler._num_samples, generator=generator
+            )
+        )
+
+
 @dataclass(frozen=True)
 class _Resume:
-    """Where a resumed ``train()`` continues: the checkpoint, and for
-    ``ignore_data_skip=True`` the optimizer steps done (its epoch's data restarts)."""
+    """Where a resumed ``train()`` continues: the checkpoint, the optimizer steps done there
+    and whether ``ignore_data_skip`` restarts that epoch's data."""
 
     checkpoint: str
     steps_done: int
+    restart_epoch: bool
 
 
 class InterleavedTrainer(Trainer):
@@ -130,8 +173,8 @@ class InterleavedTrainer(Trainer):
             checkpoint = get_last_checkpoint(self.args.output_dir)  # type: ignore[no-untyped-call]
         self._resume = None
         if isinstance(checkpoint, str):
-            steps = _checkpoint_steps(checkpoint) if self.args.ignore_data_skip else 0
-            self._resume = _Resume(checkpoint, steps)
+            steps = _checkpoint_steps(checkpoint)
+            self._resume = _Resume(checkpoint, steps, self.args.ignore_data_skip)
         try:
             return super().train(resume_from_checkpoint, *args, **kwargs)
         finally:
@@ -146,14 +189,15 @@ class InterleavedTrainer(Trainer):
         if self.train_dataset is None:
             raise ValueError("Trainer: training requires a train_dataset.")
         self._close()  # a new run (auto_find_batch_size calls again)
-        collator, sampler = self._train_parts()
-        return _TrainView(self, collator, sampler)
+        return _TrainView(self, *self._train_parts())
 
-    def _train_parts(self) -> tuple[Any, SizedIterable]:
-        """The train collator and sampler (over the train dataset with its unused columns
-        removed: the sampler's dataset), as ``Trainer._get_dataloader`` makes them."""
+    def _train_parts(self) -> tuple[Any, Any, SizedIterable]:
+        """The train dataset (with its unused columns removed: the sampler's dataset), collator
+        and sampler, as ``Trainer._get_dataloader`` makes them."""
         dataset, collator = self._dataset_and_collator(self.train_dataset, "Training")
         sampler = self._get_train_sampler(dataset)
+        if type(sampler) is RandomSampler:
+            sampler = self._seedable_order(sampler)
         batch_samplers = getattr(trainer_module, "BatchRebalanceSampler", ())
         if not isinstance(sampler, SizedIterable) or isinstance(sampler, batch_samplers):
             raise TypeError(
@@ -161,7 +205,19 @@ class InterleavedTrainer(Trainer):
                 f"{type(sampler).__name__}; batch samplers (train_sampling_strategy="
                 "'batch_rebalance') are not supported"
             )
-        return collator, sampler
+        return dataset, collator, sampler
+
+    def _seedable_order(self, sampler: RandomSampler) -> SeedableOrder:
+        """The order ``Trainer``'s prepared loader gives a ``RandomSampler``."""
+        if not getattr(self.args.accelerator_config, "use_seedable_sampler", True):
+            raise ValueError(
+                "InterleavedTrainer cannot follow accelerator_config.use_seedable_sampler="
+                "False: the train order then comes from the global random state at each "
+                "epoch's start, which a prefetching pool cannot wait for; leave it at its "
+                "default, True (the same order on every process, resumable inside an epoch)"
+            )
+        seed = self.args.data_seed
+        return SeedableOrder(sampler, torch.random.initial_seed() if seed is None else seed)
 
     def _dataset_and_collator(self, dataset: Any, description: str) -> tuple[Any, Any]:
         datasets = getattr(trainer_module, "datasets", None)
@@ -180,7 +236,7 @@ class InterleavedTrainer(Trainer):
         )
         return structure.updates_per_epoch
 
-    def _start_run(self, collator: Any, sampler: SizedIterable) -> InterleavedLoaders:
+    def _start_run(self, dataset: Any, collator: Any, sampler: SizedIterable) -> InterleavedLoaders:
         """Build the run now that ``Trainer`` has computed ``max_steps`` and ``eval_steps``,
         and place it where a resume continues."""
         if self._loaders is not None:
@@ -188,8 +244,9 @@ class InterleavedTrainer(Trainer):
         world, per_epoch = self.args.world_size, self._updates_per_epoch(sampler)
         accumulation = self.args.gradient_accumulation_steps
         base_step, base_update = 0, 0
-        if self._resume is not None and self._resume.steps_done:  # ignore_data_skip
-            base_step = self._resume.steps_done
+        resume = self._resume
+        if resume is not None and resume.restart_epoch:  # ignore_data_skip
+            base_step = resume.steps_done
             base_update = base_step // steps_per_epoch(per_epoch, accumulation) * per_epoch
 
         def update(step: int) -> int:
@@ -211,13 +268,17 @@ class InterleavedTrainer(Trainer):
             ],
             num_replicas=world,
             rank=self.args.process_index,
+            train_dataset=dataset,
         )
         loaders = run.get_loaders(**self._loader_arguments())
-        if self._resume is not None and not self._resume.steps_done:
-            with open(os.path.join(self._resume.checkpoint, STATE_FILE)) as file:
-                state = json.load(file)
+        if resume is not None and not resume.restart_epoch:
             # a resumed Trainer does not run the evaluation due at its checkpoint
-            loaders.load_state_dict(state, skip_due_passes=True)
+            state_file = os.path.join(resume.checkpoint, STATE_FILE)
+            if os.path.isfile(state_file):
+                with open(state_file) as file:
+                    loaders.load_state_dict(json.load(file), skip_due_passes=True)
+            else:  # a checkpoint of Trainer's own: it skips the batches of its steps
+                loaders.load_update(update(resume.steps_done))
         self._loaders = loaders
         return loaders
 
@@ -265,6 +326,7 @@ class InterleavedTrainer(Trainer):
             name=name,
             at_updates=points,
             split="contiguous",
+            dataset=dataset,
         )
 
     def _loader_arguments(self) -> dict[str, Any]:
@@ -297,7 +359,9 @@ class InterleavedTrainer(Trainer):
         name = eval_dataset if isinstance(eval_dataset, str) else "eval"
         names = [name for name, _ in self._eval_sets()]
         in_run = self._loaders is not None and (
-            eval_dataset is None or isinstance(eval_dataset, str)
+            eval_dataset is None  # evaluate() passes the one eval set itself, a dict's by name
+            or eval_dataset is self.eval_dataset
+            or isinstance(eval_dataset, str)
         )
         if not in_run or name not in names:
             return super().get_eval_dataloader(eval_dataset)
@@ -335,8 +399,10 @@ class _TrainView:
     """The train loader ``Trainer`` iterates: one epoch of the run per ``iter()``; the run is
     built at the first (when ``Trainer`` knows ``max_steps``)."""
 
-    def __init__(self, trainer: InterleavedTrainer, collator: Any, sampler: SizedIterable) -> None:
-        self._trainer, self._collator, self._sampler = trainer, collator, sampler
+    def __init__(
+        self, trainer: InterleavedTrainer, dataset: Any, collator: Any, sampler: SizedIterable
+    ) -> None:
+        self._trainer, self._parts = trainer, (dataset, collator, sampler)
         self.dataset = trainer.train_dataset
         self._length = trainer._updates_per_epoch(sampler)
 
@@ -344,7 +410,7 @@ class _TrainView:
         return self._length
 
     def __iter__(self) -> Iterator[Any]:
-        return iter(self._trainer._start_run(self._collator, self._sampler).train)
+        return iter(self._trainer._start_run(*self._parts).train)
 
 
 class _EvalView(DataLoaderStateMixin):  # type: ignore[misc]

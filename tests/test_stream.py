@@ -190,6 +190,17 @@ def test_a_batch_sampler_built_for_other_workers_is_an_error() -> None:
     fails(loader, RuntimeError, "built for a loader with num_workers=0 but is loaded")
 
 
+def test_the_batch_sampler_in_a_loader_of_your_own() -> None:
+    """``sampler.batch_sampler`` (built for ``num_workers=0``) in a plain ``DataLoader``, as
+    torchdata's ``StatefulDataLoader`` takes it: the bare batches, no copy states."""
+    sampler = stream_sampler(hf_stream(), EVALS, batch_size=3, max_updates=6)
+    plain = DataLoader(
+        sampler.dataset, batch_sampler=sampler.batch_sampler, collate_fn=sampler.collator
+    )
+    ours = sampler.get_data_loader()
+    assert [values(batch) for batch in plain] == [values(batch) for batch in ours]
+
+
 def test_tags_of_stream_batches() -> None:
     sampler = stream_sampler(ShardedStream([5]), EVALS[:1], batch_size=2, max_updates=4)
     batches = list(sampler.get_data_loader(tagged=True))
@@ -410,6 +421,8 @@ def test_split_loaders_over_a_stream_and_resume() -> None:
     loaders = sharded_run().get_loaders(2, **FORK)
     assert len(loaders.train) == 14
     out: list[Any] = []
+    drive(loaders, out, 5)
+    loaders.close()  # the position is kept: the next batch starts a new pool there
     drive(loaders, out, 9)
     state = through_json(loaders.state_dict())
     loaders.close()
@@ -417,6 +430,24 @@ def test_split_loaders_over_a_stream_and_resume() -> None:
     resumed.load_state_dict(state)
     drive(resumed, out, len(model))
     assert out == model
+
+
+def test_closed_split_loaders_continue_by_the_copies_states() -> None:
+    """Closing the split loaders keeps the position with the copies' states: the next pool
+    brings each copy there by ``load_state_dict``, producing no consumed sample again."""
+    stream = StatefulStream(UNEVEN)
+    loaders = stream_sampler(stream, [], batch_size=2, max_updates=20).get_loaders()
+    train = iter(loaders.train)
+    head = [values(next(train)) for _ in range(12)]
+    loaders.close()
+    StatefulStream.generated = 0
+    rest = [values(batch) for batch in loaders.train]
+    assert StatefulStream.generated == 8 * 2
+    whole = [
+        values(b)
+        for b in stream_sampler(stream, [], batch_size=2, max_updates=20).get_loaders().train
+    ]
+    assert head + rest == whole
 
 
 def test_a_cached_eval_set_with_a_stream() -> None:

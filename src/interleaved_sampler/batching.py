@@ -257,6 +257,9 @@ class InterleavedBatchSampler(Sampler[list[int]]):
         sharding: which part of every global batch this rank yields (default: all of it).
         workers: the ``num_workers`` of the loader it is iterated in (streams only: each
             worker has its own copy of the stream).
+        copy_states: ask each stream batch's worker for its copy's dataset state after it
+            (for the loader of :meth:`~interleaved_sampler.InterleavedSampler.get_data_loader`,
+            which keeps them; another loader would receive them with the batches).
 
     In a global run (``sharding`` over several ranks) with ``torch.distributed``
     initialized over that many processes, the first iteration is a collective: the ranks
@@ -277,12 +280,13 @@ class InterleavedBatchSampler(Sampler[list[int]]):
         tagged: bool = False,
         sharding: Sharding = UNSHARDED,
         workers: int = 0,
+        copy_states: bool = False,
     ) -> None:
         self.schedule = schedule
         self.sources = list(sources)
         self.tagged = tagged
         self.sharding = sharding
-        self.workers = workers
+        self.workers, self.copy_states = workers, copy_states
         self.copies = max(1, workers) if schedule.structure.stream else 1
         self.names = [source.name for source in self.sources]
         self.fingerprint = schedule.fingerprint(self.names)
@@ -337,7 +341,7 @@ class InterleavedBatchSampler(Sampler[list[int]]):
     ) -> _EpochReader | _StreamReader:
         source = self.sources[0]
         if isinstance(source.sampler, Stream):
-            return _StreamReader(source, self.schedule, self.sharding, self.workers, copies)
+            return _StreamReader(self, copies)
         return _EpochReader(source, self.schedule, self.sharding, restart, self.ranks)
 
     @property
@@ -515,6 +519,7 @@ class CachingBatchSampler(InterleavedBatchSampler):
         tagged: attach its :class:`~interleaved_sampler.schedule.BatchTag` to every batch.
         sharding: which part of every global batch this rank yields (default: all of it).
         workers: the ``num_workers`` of the loader (streams only).
+        copy_states: see :class:`InterleavedBatchSampler`.
 
     Example:
         >>> from torch.utils.data import SequentialSampler
@@ -542,8 +547,9 @@ class CachingBatchSampler(InterleavedBatchSampler):
         tagged: bool = False,
         sharding: Sharding = UNSHARDED,
         workers: int = 0,
+        copy_states: bool = False,
     ) -> None:
-        super().__init__(schedule, sources, tagged, sharding, workers)
+        super().__init__(schedule, sources, tagged, sharding, workers, copy_states)
         self.cached = frozenset(cached)
         # One queue for the sampler's lifetime: a loader holds it while iterating.
         self.passes: deque[CachedPass] = deque()
@@ -667,29 +673,29 @@ class _StreamReader:
     """
 
     def __init__(
-        self,
-        source: Source,
-        schedule: Schedule,
-        sharding: Sharding,
-        workers: int,
-        copies: Sequence[CopyState | None],
+        self, sampler: InterleavedBatchSampler, copies: Sequence[CopyState | None]
     ) -> None:
-        self.source, self.schedule, self.workers = source, schedule, workers
-        self.size = schedule.structure.batch_size // sharding.num_replicas
-        self.copies = max(1, workers)
+        self.name, self.schedule = sampler.sources[0].name, sampler.schedule
+        self.workers, self.copies, self.states = (
+            sampler.workers,
+            sampler.copies,
+            sampler.copy_states,
+        )
+        self.size = sampler._stream_size
         self.pending = {state.copy: state for state in copies if state is not None}
 
     def batches(self, span: TrainingSpan, tagged: bool) -> Iterator[StreamBatch]:
         structure, per_pass = self.schedule.structure, self.schedule.updates_per_train_pass
         for update in range(span.first_update, span.stop_update):
             copy, before = update % self.copies, update // self.copies
+            resume = self.pending.pop(copy, None)
             batch = StreamBatch(
-                copy, self.workers, before * self.size, self.size, self.pending.pop(copy, None)
+                copy, self.workers, before * self.size, self.size, resume, self.states
             )
             if tagged:
                 progress = structure.progress_at(update)
                 batch.tag = BatchTag(
-                    self.source.name, 0, progress, update, per_pass, self.size, structure.batch_size
+                    self.name, 0, progress, update, per_pass, self.size, structure.batch_size
                 )
             yield batch
 

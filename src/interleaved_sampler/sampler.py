@@ -211,13 +211,14 @@ class InterleavedSampler:
         batch_sampler, collator = self.batch_sampler, self.collator
         cached = {i for i, callback in enumerate(self.extra_samplers) if callback.cache}
         workers = num_workers if self.is_stream else 0  # a stream's copies
+        stream = self.is_stream  # the loader keeps its copies' states
         if cached:
             batch_sampler = CachingBatchSampler(
-                self.schedule, self.sources, cached, tagged, self.sharding, workers
+                self.schedule, self.sources, cached, tagged, self.sharding, workers, stream
             )
-        elif tagged or workers:
+        elif tagged or stream:
             batch_sampler = InterleavedBatchSampler(
-                self.schedule, self.sources, tagged, self.sharding, workers
+                self.schedule, self.sources, tagged, self.sharding, workers, stream
             )
         if tagged:
             collator = InterleavedCollator(collator.collate_fns, self.source_names, tagged=True)

@@ -89,7 +89,8 @@ class Stream:
 
     def load(self, batch: StreamBatch) -> tuple[list[Any], CopyState | None]:
         """The samples of ``batch`` from this process's copy, and the copy's state after
-        them (``None`` for a dataset without ``state_dict``/``load_state_dict``).
+        them where the batch asks for it (``None`` for a dataset without
+        ``state_dict``/``load_state_dict``).
 
         Raises:
             RuntimeError: the batch reached another copy's worker, or a loader with another
@@ -100,7 +101,7 @@ class Stream:
         if copy.consumed != batch.first:
             copy.seek(batch.first, batch.resume)
         samples = copy.advance(batch.size, keep=True)
-        return samples, copy.state()
+        return samples, copy.state() if batch.states else None
 
     def _copy_for(self, batch: StreamBatch) -> _Copy:
         info = get_worker_info()
@@ -219,6 +220,8 @@ class StreamBatch(list[int]):
         size: the samples of the batch (this rank's).
         resume: the copy's state at ``first``, for the first batch of a copy in an
             iteration that resumes from a state.
+        states: return the copy's state after the batch with it (for a loader that keeps
+            them).
         tag: the batch's tag (tagged loaders only).
     """
 
@@ -231,11 +234,12 @@ class StreamBatch(list[int]):
         first: int,
         size: int,
         resume: CopyState | None = None,
+        states: bool = False,
         tag: BatchTag | None = None,
     ) -> None:
         super().__init__()
         self.stream_copy, self.workers, self.first, self.size = copy, workers, first, size
-        self.resume, self.tag = resume, tag
+        self.resume, self.states, self.tag = resume, states, tag
 
     def __repr__(self) -> str:
         return f"StreamBatch(copy={self.stream_copy}, first={self.first}, size={self.size})"

@@ -36,3 +36,21 @@ def table(lines: list[str]) -> dict[str, list[str]]:
     """The printed table's rows below the header: first cell -> the other cells."""
     rows = [line.strip("|").split("|") for line in lines if line.startswith("| ")][1:]
     return {row[0].strip(): [cell.strip() for cell in row[1:]] for row in rows}
+
+
+def check_main_variants(lines: list[str], ours: str, same: str, also: tuple[str, ...] = ()) -> None:
+    """What a side-by-side script with the variants ``non-persistent``, ``persistent`` and
+    ``ours`` prints: the table's rows, the line ``same`` (every fit saw the same samples),
+    the ratios to ``ours`` and the ratio lines ``also``."""
+    variants = ["non-persistent", "persistent", ours]
+    rows = ["worker-bound limit", "pool start-up (time to first batch, apart)"]
+    assert list(table(lines)) == [*variants, *rows]
+    assert [line for line in lines if line.startswith("same samples in every fit: yes")] == [same]
+    for label in (
+        f"non-persistent / {ours}, wall time",
+        f"persistent / {ours}, wall time",
+        f"{ours} / persistent, peak memory",
+        f"{ours} - worker-bound limit",
+        *also,
+    ):
+        assert any(line.startswith(f"- {label}: **") for line in lines), label

@@ -154,7 +154,7 @@ def test_the_loaders_batch_sampler_yields_empty_slots_that_the_loader_drops() ->
     assert not any(isinstance(batch, EmptySlot) for batch in loader)
 
 
-def test_a_batch_that_reaches_another_copys_worker_is_an_error_not_wrong_data() -> None:
+def test_e47_a_batch_that_reaches_another_copys_worker() -> None:
     """A loader that does not dispatch as the batch sampler planned (here: the empty slots
     left out) gets a clear error from the worker, not another copy's samples."""
     evals: list[EvalSet] = [(1, 100, {"every_n_updates": 1, "batch_size": 1})]
@@ -178,7 +178,7 @@ def test_a_batch_that_reaches_another_copys_worker_is_an_error_not_wrong_data() 
     fails(loader, RuntimeError, "training batch of stream copy 1 reached worker 0")
 
 
-def test_a_batch_sampler_built_for_other_workers_is_an_error() -> None:
+def test_e47_a_batch_sampler_built_for_other_workers() -> None:
     sampler = stream_sampler(ShardedStream([8, 8]), [], batch_size=2, max_updates=4)
     loader = DataLoader(
         sampler.dataset,
@@ -294,7 +294,7 @@ def test_a_copys_own_state_dict_resumes_it_without_replaying() -> None:
         assert type(stream).generated == replayed + 10 * 2
 
 
-def test_a_state_with_other_workers_or_processes_is_an_error() -> None:
+def test_e49_a_state_with_other_workers_or_processes() -> None:
     loader = sharded_run().get_data_loader(2, **FORK)
     iterator = iter(loader)
     next(iterator)
@@ -315,7 +315,7 @@ def test_a_state_with_other_workers_or_processes_is_an_error() -> None:
         two_ranks.batch_sampler.load_state_dict(state)
 
 
-def test_a_stream_record_of_another_position_is_an_error() -> None:
+def test_e49_a_stream_record_of_another_position() -> None:
     loader = hf_run().get_data_loader()
     iterator = iter(loader)
     for _ in range(3):
@@ -349,12 +349,12 @@ def test_start_update_replays_the_stream_to_it() -> None:
         ),
     ],
 )
-def test_epochs_are_refused(config: Any, evals: list[EvalSet], message: str) -> None:
+def test_e44_epochs_are_refused(config: Any, evals: list[EvalSet], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         stream_sampler(ShardedStream([4]), evals, batch_size=2, **config)
 
 
-def test_refusals_of_what_is_not_a_stream() -> None:
+def test_e45_what_is_not_a_stream() -> None:
     config = InterleavedSamplerConfig(batch_size=2, max_updates=2)
     with pytest.raises(TypeError, match=r"a stream is the training source as Stream\(dataset\)"):
         InterleavedSampler(ShardedStream([4]), config)  # type: ignore[arg-type]
@@ -388,7 +388,7 @@ class EmptyAfterFirstEpoch(ShardedStream):
         (Uncopyable(), 0, "cannot be deep-copied"),
     ],
 )
-def test_a_copy_that_yields_nothing_is_an_error_never_a_hang(
+def test_e46_e48_a_copy_that_yields_nothing_or_cannot_be_copied(
     dataset: Any, workers: int, message: str
 ) -> None:
     sampler = stream_sampler(dataset, [], batch_size=2, max_updates=6)

@@ -1,5 +1,5 @@
 """One test per entry of the error catalogue (docs/errors.md, E1..E43; the stream errors
-E44..E49 are tested in tests/test_stream.py) and per documented non-error (N1..N4): each
+E44..E50 are tested in tests/test_stream.py) and per documented non-error (N1..N4): each
 triggers the condition and checks that the message names the field or sampler, the value and
 what is valid."""
 

@@ -138,6 +138,7 @@ def test_the_loaders_batch_sampler_yields_empty_slots_that_the_loader_drops() ->
     evals: list[EvalSet] = [(1, 100, {"every_n_updates": 1, "batch_size": 1})]
     sampler = stream_sampler(ShardedStream([8, 8]), evals, batch_size=2, max_updates=3)
     loader = sampler.get_data_loader(2, **FORK)
+    loader.batch_sampler.served = True  # what the loader sets when it iterates
     items = list(loader.batch_sampler)
     # slot s goes to worker s mod 2: t0 (copy 0) at 0, t1 (copy 1) at 3, t2 (copy 0) at 6
     assert [type(item).__name__ for item in items] == [
@@ -166,6 +167,7 @@ def test_e47_a_batch_that_reaches_another_copys_worker() -> None:
             return len(steered.batch_sampler)
 
         def __iter__(self) -> Any:
+            steered.batch_sampler.served = True  # as if it were the library's loader
             return (b for b in steered.batch_sampler if not isinstance(b, EmptySlot))
 
     loader = DataLoader(
@@ -199,6 +201,45 @@ def test_the_batch_sampler_in_a_loader_of_your_own() -> None:
     )
     ours = sampler.get_data_loader()
     assert [values(batch) for batch in plain] == [values(batch) for batch in ours]
+
+
+def test_e50_another_loader_over_the_batch_sampler_of_several_workers() -> None:
+    sampler = stream_sampler(ShardedStream([8, 8]), [], batch_size=2, max_updates=4)
+    parts = sampler.get_data_loader(2, **FORK)
+    loader = DataLoader(
+        parts.dataset, batch_sampler=parts.batch_sampler, collate_fn=parts.collate_fn
+    )
+    with pytest.raises(TypeError, match=r"empty dispatch slots .* that only that loader drops"):
+        next(iter(loader))
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_torchdata_resumes_a_stream_by_replay(workers: int) -> None:
+    """torchdata's ``StatefulDataLoader`` over the parts of the tagged loader (the recipe of
+    docs/checkpointing.md): the same tagged batches, bare; its state (the batch sampler's,
+    without the copies' states) resumes exactly by replaying the copies."""
+    from torchdata.stateful_dataloader import StatefulDataLoader
+
+    def make() -> Any:
+        parts = hf_run().get_data_loader(workers, tagged=True, **context(workers))
+        return StatefulDataLoader(
+            parts.dataset,
+            batch_sampler=parts.batch_sampler,
+            collate_fn=parts.collate_fn,
+            num_workers=workers,
+            **context(workers),
+        )
+
+    whole = loaded(hf_run().get_data_loader(tagged=True))
+    assert loaded(make()) == whole
+    interrupted = make()
+    iterator = iter(interrupted)
+    head = [next(iterator) for _ in range(17)]
+    state = interrupted.state_dict()
+    del iterator
+    resumed = make()
+    resumed.load_state_dict(state)
+    assert loaded(head) + loaded(resumed) == whole
 
 
 def test_tags_of_stream_batches() -> None:

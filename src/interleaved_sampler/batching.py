@@ -257,9 +257,13 @@ class InterleavedBatchSampler(Sampler[list[int]]):
         sharding: which part of every global batch this rank yields (default: all of it).
         workers: the ``num_workers`` of the loader it is iterated in (streams only: each
             worker has its own copy of the stream).
-        copy_states: ask each stream batch's worker for its copy's dataset state after it
-            (for the loader of :meth:`~interleaved_sampler.InterleavedSampler.get_data_loader`,
-            which keeps them; another loader would receive them with the batches).
+
+    The library's loader (:class:`~interleaved_sampler.InterleavedDataLoader`) sets
+    :attr:`served` before each of its iterations: it serves what the batch sampler leaves to
+    it (the cached passes, the empty dispatch slots, the stream copies' states, which the
+    workers then return with the stream batches). In another loader (torchdata's
+    ``StatefulDataLoader``) a stream's batches come bare, and a stream with
+    ``workers > 1`` is refused (its empty slots would reach the loop).
 
     In a global run (``sharding`` over several ranks) with ``torch.distributed``
     initialized over that many processes, the first iteration is a collective: the ranks
@@ -280,13 +284,13 @@ class InterleavedBatchSampler(Sampler[list[int]]):
         tagged: bool = False,
         sharding: Sharding = UNSHARDED,
         workers: int = 0,
-        copy_states: bool = False,
     ) -> None:
         self.schedule = schedule
         self.sources = list(sources)
         self.tagged = tagged
         self.sharding = sharding
-        self.workers, self.copy_states = workers, copy_states
+        self.workers = workers
+        self.served = False  # set by the library's loader for its next iteration
         self.copies = max(1, workers) if schedule.structure.stream else 1
         self.names = [source.name for source in self.sources]
         self.fingerprint = schedule.fingerprint(self.names)
@@ -317,10 +321,19 @@ class InterleavedBatchSampler(Sampler[list[int]]):
         start, self._resume_at = self._resume_at, 0
         restart, self._restart_epoch_order = self._restart_epoch_order, False
         copies, self._resume_copies = self._resume_copies, [None] * self.copies
+        served, self.served = self.served, False  # the loader sets it for each iteration
+        if self.copies > 1 and not served:
+            raise TypeError(
+                f"the batch sampler of a loader over a stream with num_workers={self.workers} "
+                "hands out empty dispatch slots (so that each stream batch reaches the worker "
+                "of its copy) that only that loader drops: iterate the loader that "
+                "get_data_loader() or get_loaders() returns; another loader over it "
+                "(torchdata's StatefulDataLoader) works with num_workers 0 or 1"
+            )
         self._produced = start
         if start:  # a position kept at shutdown is checked when a run resumes from it
             self.check_resumable(self.schedule.seek(start), restart)
-        training = self._training_reader(restart, copies)
+        training = self._training_reader(restart, copies, served)
         slots = 0  # items yielded: torch hands item s to worker s mod num_workers
         for step in self.schedule.steps(self.schedule.seek(start)):
             if isinstance(step, TrainingSpan):
@@ -337,11 +350,11 @@ class InterleavedBatchSampler(Sampler[list[int]]):
                 yield batch
 
     def _training_reader(
-        self, restart: bool, copies: list[CopyState | None]
+        self, restart: bool, copies: list[CopyState | None], served: bool
     ) -> _EpochReader | _StreamReader:
         source = self.sources[0]
-        if isinstance(source.sampler, Stream):
-            return _StreamReader(self, copies)
+        if isinstance(source.sampler, Stream):  # copy states for the loader that keeps them
+            return _StreamReader(self, copies, states=served)
         return _EpochReader(source, self.schedule, self.sharding, restart, self.ranks)
 
     @property
@@ -519,7 +532,6 @@ class CachingBatchSampler(InterleavedBatchSampler):
         tagged: attach its :class:`~interleaved_sampler.schedule.BatchTag` to every batch.
         sharding: which part of every global batch this rank yields (default: all of it).
         workers: the ``num_workers`` of the loader (streams only).
-        copy_states: see :class:`InterleavedBatchSampler`.
 
     Example:
         >>> from torch.utils.data import SequentialSampler
@@ -547,15 +559,13 @@ class CachingBatchSampler(InterleavedBatchSampler):
         tagged: bool = False,
         sharding: Sharding = UNSHARDED,
         workers: int = 0,
-        copy_states: bool = False,
     ) -> None:
-        super().__init__(schedule, sources, tagged, sharding, workers, copy_states)
+        super().__init__(schedule, sources, tagged, sharding, workers)
         self.cached = frozenset(cached)
         # One queue for the sampler's lifetime: a loader holds it while iterating.
         self.passes: deque[CachedPass] = deque()
         self._first_passes: dict[int, list[IndexBatch]] = {}
         self._loaded = 0
-        self.served = False  # set by the loader that serves the cached passes
 
     def __iter__(self) -> Iterator[IndexBatch | StreamBatch | EmptySlot]:
         if not self.served:
@@ -565,7 +575,6 @@ class CachingBatchSampler(InterleavedBatchSampler):
                 "batch sampler in another loader (torchdata's StatefulDataLoader would "
                 "silently miss those passes); or set cache=False"
             )
-        self.served = False  # the loader sets it again for its next iteration
         self.passes.clear()
         self._first_passes, self._loaded = {}, 0
         for batch in super().__iter__():
@@ -673,14 +682,10 @@ class _StreamReader:
     """
 
     def __init__(
-        self, sampler: InterleavedBatchSampler, copies: Sequence[CopyState | None]
+        self, sampler: InterleavedBatchSampler, copies: Sequence[CopyState | None], states: bool
     ) -> None:
         self.name, self.schedule = sampler.sources[0].name, sampler.schedule
-        self.workers, self.copies, self.states = (
-            sampler.workers,
-            sampler.copies,
-            sampler.copy_states,
-        )
+        self.workers, self.copies, self.states = sampler.workers, sampler.copies, states
         self.size = sampler._stream_size
         self.pending = {state.copy: state for state in copies if state is not None}
 

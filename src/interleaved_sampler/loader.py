@@ -68,8 +68,7 @@ class InterleavedDataLoader(DataLoader[Any]):
         sampler = self.batch_sampler
         self._consumed = sampler.resume_position
         self._copies = sampler.resume_copies
-        if isinstance(sampler, CachingBatchSampler):
-            sampler.served = True  # this iterator serves the passes it leaves out
+        sampler.served = True  # this iterator serves what it leaves out (see its doc)
         batches: Iterator[Any] = super().__iter__()
         self._iteration = weakref.ref(batches)  # weak: dropping the loop's iterator frees it
         if sampler.copies > 1:

@@ -211,14 +211,13 @@ class InterleavedSampler:
         batch_sampler, collator = self.batch_sampler, self.collator
         cached = {i for i, callback in enumerate(self.extra_samplers) if callback.cache}
         workers = num_workers if self.is_stream else 0  # a stream's copies
-        stream = self.is_stream  # the loader keeps its copies' states
         if cached:
             batch_sampler = CachingBatchSampler(
-                self.schedule, self.sources, cached, tagged, self.sharding, workers, stream
+                self.schedule, self.sources, cached, tagged, self.sharding, workers
             )
-        elif tagged or stream:
+        elif tagged or workers:
             batch_sampler = InterleavedBatchSampler(
-                self.schedule, self.sources, tagged, self.sharding, workers, stream
+                self.schedule, self.sources, tagged, self.sharding, workers
             )
         if tagged:
             collator = InterleavedCollator(collator.collate_fns, self.source_names, tagged=True)

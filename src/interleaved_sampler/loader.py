@@ -72,6 +72,7 @@ class InterleavedDataLoader(DataLoader[Any]):
         shutdown = getattr(iteration, "_shutdown_workers", None)
         if shutdown is not None:
             shutdown()
+        self._iterator = None  # persistent_workers: the next iter() starts new ones
 
     @property
     def cache_bytes(self) -> int:

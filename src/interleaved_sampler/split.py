@@ -21,7 +21,7 @@ import torch
 from interleaved_sampler.batching import InterleavedBatchSampler, Orders
 from interleaved_sampler.data import IndexBatch, InterleavedBatch
 from interleaved_sampler.loader import InterleavedDataLoader
-from interleaved_sampler.schedule import Place, Schedule
+from interleaved_sampler.schedule import Place, Position, Schedule
 
 if TYPE_CHECKING:
     from interleaved_sampler.sampler import InterleavedSampler
@@ -383,6 +383,26 @@ class InterleavedLoaders:
         if skip_due_passes:
             batches += self._due_batches(batches)
         loader.load_position(batches, restart_epoch_order=restart_epoch_order)
+
+    def load_update(
+        self, update: int, *, restart_epoch_order: bool = False, skip_due_passes: bool = False
+    ) -> None:
+        """Continue the run right after training update ``update`` (before the passes due
+        there): for a framework's checkpoint that records its own progress counters, not
+        this library's state. A position past the run's end is the end.
+
+        Args:
+            update: training batches done.
+            restart_epoch_order: see :meth:`load_state_dict`.
+            skip_due_passes: see :meth:`load_state_dict`.
+        """
+        schedule = self._run.schedule
+        update = min(update, schedule.end_update)
+        batches = schedule.batches_at(Position(update))
+        if skip_due_passes:
+            batches += self._due_batches(batches)
+        self._run.stop()
+        self._run.loader.load_position(batches, restart_epoch_order=restart_epoch_order)
 
     def _due_batches(self, batches: int) -> int:
         """The batches of the passes due at the position after ``batches`` still to come."""

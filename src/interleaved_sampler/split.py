@@ -67,8 +67,16 @@ class _Run:
             self.upcoming = next(self.places, None)
 
     def _iterate(self) -> None:
-        with _apart(self.loader.generator):
-            self.iterator = iter(self.loader)
+        """Iterate the pool's loader. A new iterator draws its workers' base seed in
+        ``_apart`` of the generator; a persistent one iterating again draws nothing, and its
+        prefetching may read an order a loader started, whose draws stay (a ``RandomSampler``
+        with a ``generator`` reads its order to the end there)."""
+        loader = self.loader
+        if loader.persistent_workers and getattr(loader, "_iterator", None) is not None:
+            self.iterator = iter(loader)
+            return
+        with _apart(loader.generator):
+            self.iterator = iter(loader)
 
     def opens_order(self, source_index: int) -> bool:
         """Whether the run's next batch opens an iteration of the source whose order a loader

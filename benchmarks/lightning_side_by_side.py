@@ -34,8 +34,13 @@ Spawned workers re-import the main script before they start. This one imports Li
 that imports Lightning lazily costs; a training script that imports Lightning at the top makes
 every spawned worker that much dearer, which the unwrapped runs pay more often.
 
+``--shuffle 1`` fits a train loader with ``shuffle=True`` (torch's ``RandomSampler``) instead:
+the wrapper then takes each epoch's order where Lightning's loader takes it, so its one pool
+pauses before every epoch's first batches until the train loader's ``iter()``; the figures
+show that cost.
+
 Usage: python benchmarks/lightning_side_by_side.py [--rounds 3] [--updates 256] [--val-every 32]
-       [--workers 2] [--sample-ms 1] [--slow-setup-s 3] [--quick]
+       [--workers 2] [--sample-ms 1] [--slow-setup-s 3] [--shuffle 0] [--quick]
 """
 
 from __future__ import annotations
@@ -87,9 +92,13 @@ class Setting(BaseSetting):
 
     Args:
         slow_setup_s: the slow model's set-up (``configure_model`` sleeps); 0: no such fits.
+        shuffle: 1: the train loader has ``shuffle=True`` (torch's ``RandomSampler``, whose
+            order the wrapper takes where Lightning's loader takes it: its pool pauses before
+            each epoch's first batches until then) instead of a ``SeededRandomSampler``.
     """
 
     slow_setup_s: float = 3.0
+    shuffle: int = 0
 
     @property
     def samples_loaded(self) -> int:
@@ -189,6 +198,14 @@ if __name__ != "__mp_main__":
             }
 
         def train_dataloader(self) -> DataLoader[Any]:
+            if self.setting.shuffle:
+                return DataLoader(
+                    self.data.train,
+                    self.setting.batch_size,
+                    shuffle=True,
+                    drop_last=True,
+                    **self.loader_arguments(),
+                )
             sampler = SeededRandomSampler(self.data.train, seed=0)
             return DataLoader(
                 self.data.train,
@@ -236,6 +253,7 @@ def fit_once(variant: Variant, setting: Setting, context: BaseContext) -> Run:
     model = BenchModel(meter.seen, setting.slow_setup_s if variant.slow_setup else 0.0)
     fitter = trainer(setting)
     datamodule = InterleavedDataModule(data) if variant.one_pool else data
+    torch.manual_seed(0)  # shuffle=True: every fit draws the same epoch orders
     with meter:
         fitter.fit(model, datamodule=datamodule)
     del fitter, datamodule, data
@@ -272,6 +290,11 @@ OPTIONS = {
         "slow_setup_s",
         "seconds the slow model's configure_model sleeps (0: no such fits)",
     ),
+    "shuffle": (
+        "shuffle",
+        "1: the train loader has shuffle=True (torch's RandomSampler) instead of a "
+        "SeededRandomSampler",
+    ),
 }
 
 
@@ -284,17 +307,26 @@ def main(argv: Sequence[str] | None = None, log: Callable[[str], None] = print) 
     setting = parse(argv, __doc__.splitlines()[0], Setting(), QUICK, OPTIONS)
     quiet_lightning()
     variants = VARIANTS + (SLOW_VARIANTS if setting.slow_setup_s > 0 else ())
-    results = run_rounds(setting, variants, fit_once, log)
+    reference = None
+    if setting.shuffle:  # a persistent loader draws its workers' seed once: its own orders
+        reference = lambda v: "persistent" if v.persistent else "non-persistent"  # noqa: E731
+    results = run_rounds(setting, variants, fit_once, log, reference)
     phases = [("train", "training"), ("val", "validation"), ("sanity", "sanity-check")]
     sanity = f", the sanity check's {SANITY_STEPS * len(setting.eval_sizes)} batches loaded"
     tail = summary(results, "wrapped", "Lightning", sanity + " in the main process")
     if setting.slow_setup_s > 0:
         tail += [f"with a model set-up of {setting.slow_setup_s:g} s:"]
         tail += slow_summary(results, setting)
+    same = same_samples(results, phases)
+    if setting.shuffle:
+        same += (
+            "; shuffle=True: the persistent fits saw their own epoch orders (a persistent "
+            "loader draws its workers' seed once), the others those of non-persistent"
+        )
     return report(
         results,
         describe(setting, "updates", "validation", " and Lightning's sanity check"),
-        same_samples(results, phases),
+        same,
         tail,
         log,
     )

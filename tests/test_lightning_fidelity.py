@@ -5,6 +5,7 @@ configurations drawn by hypothesis (a few in the fast tier, more in the slow one
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -38,19 +39,22 @@ class Data(pl.LightningDataModule):
         vals: str = "one",
         workers: int = 0,
         val_shuffle: bool = False,
+        persistent: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.num_classes = 3
         self.order, self.drop_last, self.vals, self.workers = order, drop_last, vals, workers
-        self.val_shuffle = val_shuffle
+        self.val_shuffle, self.persistent = val_shuffle, persistent
         self.restored: dict[str, Any] = {}
 
     def setup(self, stage: str) -> None:
         self.train_set, self.val_sets = tensors(14, 0), [tensors(5, 1), tensors(3, 2)]
 
     def arguments(self) -> dict[str, Any]:
-        return {"num_workers": self.workers, "multiprocessing_context": "fork"} if self.workers else {}
+        return (
+            {"num_workers": self.workers, "multiprocessing_context": "fork"} if self.workers else {}
+        )
 
     def train_dataloader(self) -> DataLoader[Any]:
         data, args = self.train_set, self.arguments()
@@ -223,7 +227,8 @@ def runs(draw: st.DrawFn) -> Run:
 def check_run(run: Run, tmp: Path) -> None:
     """Plain and wrapped, uninterrupted, then both resumed from the plain run's first
     checkpoint inside an epoch: identical (a SeededRandomSampler resumes the wrapped run
-    exactly, where plain Lightning replays the epoch's start)."""
+    exactly, where plain Lightning replays the epoch's start: equal to the uninterrupted run
+    without dropout, whose masks move on with the RNG's state)."""
     folders = {plain: tmp / str(plain) for plain in (True, False)}
     plain, wrapped = (fit(run, plain, folders[plain]) for plain in (True, False))
     assert_same(wrapped, plain)
@@ -236,6 +241,8 @@ def check_run(run: Run, tmp: Path) -> None:
     rest = fit(run, plain=False, resume=checkpoint)
     if run.data["order"] == "seeded":
         assert rest.global_step == wrapped.global_step
+        if run.dropout:
+            return  # the RNG's state moved on: no run to equal
         for name, value in wrapped.weights.items():
             assert torch.equal(value, rest.weights[name]), name
     else:
@@ -245,17 +252,17 @@ def check_run(run: Run, tmp: Path) -> None:
 SETTINGS = {"deadline": None, "suppress_health_check": list(HealthCheck)}
 
 
-@settings(max_examples=8, **SETTINGS)  # type: ignore[arg-type]
+@settings(max_examples=6, **SETTINGS)  # type: ignore[arg-type]
 @given(runs())
 def test_plain_and_wrapped_agree_over_drawn_settings(run: Run) -> None:
-    check_run(run, Path(os.environ["FIDELITY_TMP"]) / str(abs(hash(run))))
+    check_run(run, Path(tempfile.mkdtemp(dir=os.environ["FIDELITY_TMP"])))
 
 
 @pytest.mark.slow
 @settings(max_examples=60, **SETTINGS)  # type: ignore[arg-type]
 @given(runs())
 def test_plain_and_wrapped_agree_over_more_drawn_settings(run: Run) -> None:
-    check_run(run, Path(os.environ["FIDELITY_TMP"]) / str(abs(hash(run))))
+    check_run(run, Path(tempfile.mkdtemp(dir=os.environ["FIDELITY_TMP"])))
 
 
 @pytest.fixture(autouse=True)
@@ -266,10 +273,11 @@ def fidelity_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 # --- one regression test per bug of the issue --------------------------------------------
 
 
-@pytest.mark.parametrize("workers", [0, 2])
+@pytest.mark.parametrize("workers", [0, 2, "persistent"])
 @pytest.mark.parametrize("order", ["shuffle", "generator"])
-def test_shuffle_true_and_dropout_are_plain_lightnings_run(order: str, workers: int) -> None:
-    run = Run({"order": order, "workers": workers, "vals": "two"}, {"max_epochs": 3})
+def test_shuffle_true_and_dropout_are_plain_lightnings_run(order: str, workers: Any) -> None:
+    data = {"order": order, "workers": 2 if workers == "persistent" else workers, "vals": "two"}
+    run = Run({**data, "persistent": workers == "persistent"}, {"max_epochs": 3})
     assert_same(fit(run, plain=False), fit(run, plain=True))
 
 
@@ -331,7 +339,11 @@ def test_a_wrapper_checkpoint_loads_in_plain_lightning(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "change",
-    [{"max_epochs": 4}, {"max_epochs": 4, "max_steps": 11}, {"max_epochs": 3, "val_check_interval": 2}],
+    [
+        {"max_epochs": 4},
+        {"max_epochs": 4, "max_steps": 11},
+        {"max_epochs": 3, "val_check_interval": 2},
+    ],
     ids=["more-epochs", "max-steps", "val-check-interval"],
 )
 def test_a_longer_or_changed_run_continues_as_plain_lightning(

@@ -348,12 +348,15 @@ def shuffled_loop(train: Any, val: Any, generator: Any, bounded: bool) -> list[A
     return seen
 
 
-def plain_shuffled(workers: int, seed: int | None, drop_last: bool, val_shuffle: bool) -> Any:
+def plain_shuffled(
+    workers: int, seed: int | None, drop_last: bool, val_shuffle: bool, persistent: bool = False
+) -> Any:
     torch.manual_seed(5)
     generator = None if seed is None else torch.Generator().manual_seed(seed)
     arguments: dict[str, Any] = {"num_workers": workers}
     if workers:
         arguments["multiprocessing_context"] = "fork"
+        arguments["persistent_workers"] = persistent
     train = torch.utils.data.DataLoader(
         PidDataset(22, 0), 4, shuffle=True, drop_last=drop_last, generator=generator, **arguments
     )
@@ -361,7 +364,9 @@ def plain_shuffled(workers: int, seed: int | None, drop_last: bool, val_shuffle:
     return train, val, generator
 
 
-def split_shuffled(workers: int, seed: int | None, drop_last: bool, val_shuffle: bool) -> Any:
+def split_shuffled(
+    workers: int, seed: int | None, drop_last: bool, val_shuffle: bool, persistent: bool = False
+) -> Any:
     torch.manual_seed(5)
     generator = None if seed is None else torch.Generator().manual_seed(seed)
     val_set = PidDataset(5, 100)
@@ -380,6 +385,8 @@ def split_shuffled(workers: int, seed: int | None, drop_last: bool, val_shuffle:
     arguments = {"multiprocessing_context": "fork"} if workers else {}
     loaders = run.get_loaders(num_workers=workers, **arguments)
     loaders.train.generator = generator
+    for loader in (loaders.train, loaders.evaluation["val"]):
+        loader.persistent_workers = persistent
     return loaders.train, loaders.evaluation["val"], generator
 
 
@@ -402,3 +409,16 @@ def test_shuffled_loaders_take_their_orders_where_plain_loaders_take_them(
     ]
     pids = set().union(*(row[2] for row in split if isinstance(row, tuple)))
     assert len(pids) == max(workers, 1)  # one pool for the whole run, never restarted
+
+
+@pytest.mark.parametrize("seed", [None, 3], ids=["global", "generator"])
+def test_split_loaders_standing_for_persistent_loaders_draw_their_seed_once(
+    seed: int | None,
+) -> None:
+    """A persistent DataLoader's iterator draws its workers' base seed in its first iter()
+    only: split loaders with persistent_workers=True draw as such loaders do."""
+    plain = shuffled_loop(*plain_shuffled(2, seed, False, True, persistent=True), True)
+    split = shuffled_loop(*split_shuffled(2, seed, False, True, persistent=True), True)
+    assert [row[:2] if isinstance(row, tuple) else row for row in split] == [
+        row[:2] if isinstance(row, tuple) else row for row in plain
+    ]

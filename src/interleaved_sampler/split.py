@@ -43,6 +43,7 @@ class _Run:
         self.schedule: Schedule = batch_sampler.schedule
         self.orders = batch_sampler.orders = Orders(batch_sampler.sources)
         self.started_epoch = -1  # the last epoch whose train order a loader started
+        self.iterated: set[int] = set()  # sources whose loader was iterated
         self.iterator: Iterator[InterleavedBatch] | None = None
         self.places: Iterator[Place] = iter(())
         self.upcoming: Place | None = None
@@ -107,14 +108,18 @@ class _Run:
         source_index: int,
         generator: torch.Generator | None,
         num_workers: int,
+        persistent: bool,
         batches: Callable[[bool], Iterator[Any]],
     ) -> Iterator[Any]:
         """Start a split loader's iteration as a plain ``DataLoader``'s ``iter()`` starts: it
-        draws its workers' base seed from ``generator``; a prefetching one (``num_workers >
+        draws its workers' base seed from ``generator`` (a ``persistent`` one with workers
+        only in its first ``iter()``); a prefetching one (``num_workers >
         0``) then starts its sampler's iteration, one without workers starts it at the first
         batch. Returns ``batches(started)``."""
         prefetches = num_workers > 0 and self.opens_order(source_index)
-        draw_base_seed(generator)
+        if not (persistent and num_workers and source_index in self.iterated):
+            draw_base_seed(generator)  # a persistent loader's iterator draws it once
+        self.iterated.add(source_index)
         if prefetches:
             self.start_order(source_index)
         return batches(prefetches)
@@ -191,9 +196,10 @@ class TrainLoader:
     <interleaved_sampler.InterleavedSampler.get_loaders>`.
 
     The loop's random numbers (dropout) are those it draws with the plain ``DataLoader``
-    this one stands for, whose :attr:`generator` and :attr:`num_workers` it takes (set
-    them to the plain loader's): each ``iter()`` draws from :attr:`generator` (the global
-    generator if ``None``) what a ``DataLoader`` iterator draws when it starts, and a
+    this one stands for, whose :attr:`generator`, :attr:`num_workers` and
+    :attr:`persistent_workers` it takes (set them to the plain loader's): each ``iter()``
+    draws from :attr:`generator` (the global generator if ``None``) what a ``DataLoader``
+    iterator draws when it starts (a persistent one: its first only), and a
     train sampler that draws its order when its iteration starts (torch's
     ``RandomSampler``) starts the epoch's iteration where that loader would: in ``iter()``
     with workers (they prefetch), at the first batch without. The pool loads the passes
@@ -205,12 +211,16 @@ class TrainLoader:
         self._run = run
         self.generator: torch.Generator | None = None
         self.num_workers: int = run.loader.num_workers
+        self.persistent_workers = False
 
     def __len__(self) -> int:
         return self._run.schedule.structure.updates_per_epoch
 
     def __iter__(self) -> Iterator[Any]:
-        return self._run.iteration(0, self.generator, self.num_workers, self._epoch)
+        run = self._run
+        return run.iteration(
+            0, self.generator, self.num_workers, self.persistent_workers, self._epoch
+        )
 
     def _epoch(self, started: bool) -> Iterator[Any]:
         run, end = self._run, self._run.schedule.end_update
@@ -241,14 +251,15 @@ class PassLoader:
     not of a pass over this set, it raises :class:`OutOfTurnError`; :meth:`apart` serves a
     pass outside the run (a framework's own, e.g. a sanity check) in the main process.
     Each ``iter()`` and :meth:`apart` draws what the plain loader it stands for draws
-    when it starts, and where (:attr:`generator`, :attr:`num_workers`: see
-    :class:`TrainLoader`).
+    when it starts, and where (:attr:`generator`, :attr:`num_workers`,
+    :attr:`persistent_workers`: see :class:`TrainLoader`).
     """
 
     def __init__(self, run: _Run, callback: int, batch_sampler: InterleavedBatchSampler) -> None:
         self._run, self.callback, self._batch_sampler = run, callback, batch_sampler
         self.generator: torch.Generator | None = None
         self.num_workers: int = run.loader.num_workers
+        self.persistent_workers = False
 
     @property
     def name(self) -> str:
@@ -263,7 +274,8 @@ class PassLoader:
         if place is None or place.source_index != self.callback + 1:
             raise run.out_of_turn(f"evaluation ({self.name!r})", place)
         source = self.callback + 1
-        return run.iteration(source, self.generator, self.num_workers, self._pass)
+        persistent = self.persistent_workers
+        return run.iteration(source, self.generator, self.num_workers, persistent, self._pass)
 
     def _pass(self, started: bool) -> Iterator[Any]:
         run = self._run

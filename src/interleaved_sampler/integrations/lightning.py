@@ -639,12 +639,12 @@ class InterleavedDataModule(pl.LightningDataModule):
         arguments["worker_init_fn"] = getattr(processed, "worker_init_fn", None)
         loaders = sampler.get_loaders(**arguments)
         # the random numbers each iter() draws, and when: those of your loaders
-        loaders.train.generator = train_loader.generator
-        loaders.train.num_workers = train_loader.num_workers
-        for name, loader in zip(names, val_loaders, strict=True):
+        for split, loader in [(loaders.train, train_loader)] + [
+            (loaders.evaluation[name], val) for name, val in zip(names, val_loaders, strict=True)
+        ]:
             assert isinstance(loader, DataLoader)
-            loaders.evaluation[name].generator = loader.generator
-            loaders.evaluation[name].num_workers = loader.num_workers
+            split.generator, split.num_workers = loader.generator, loader.num_workers
+            split.persistent_workers = loader.persistent_workers
         return loaders
 
     def resume_at_progress(self, fit_loop: Mapping[str, Any]) -> None:

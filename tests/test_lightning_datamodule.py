@@ -239,3 +239,23 @@ def test_ddp_on_two_processes_and_resume_on_one(tmp_path: Path) -> None:
     rest = example.run(replace(BASE, batch_scale=2, resume=folder / "step=5.ckpt"))
     assert rest.global_step == 12
     assert validation_steps(rest) == [9]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_ddp_with_shuffle_true_is_plain_lightnings_ddp_run() -> None:
+    """2 devices, shuffle=True: plain Lightning puts DistributedSampler(shuffle=True, seed=0)
+    in place of the RandomSampler; the wrapper takes the same order as one global sampler and
+    splits every batch itself, so every rank trains on its part of Lightning's order: the
+    same validations on rank 0 and the same global_step."""
+    script = ROOT / "examples" / "lightning_datamodule.py"
+    outputs = [
+        torchrun(script, ["--devices", "2", "--shuffle", *plain], timeout=180)
+        for plain in ([], ["--plain"])
+    ]
+    lines = [
+        [line for line in out.splitlines() if line.startswith(("step", "global"))]
+        for out in outputs
+    ]
+    assert lines[0] == lines[1]
+    assert "global_step 12" in lines[0]

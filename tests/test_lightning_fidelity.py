@@ -16,8 +16,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
-from pytorch_lightning.loggers import Logger
 from torch.utils.data import DataLoader, TensorDataset
+from torchrun_worker import load_example
 
 from interleaved_sampler import SeededRandomSampler
 from interleaved_sampler.integrations.lightning import InterleavedDataModule
@@ -107,22 +107,8 @@ class Model(pl.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.1)
 
 
-class MemoryLogger(Logger):
-    def __init__(self) -> None:
-        super().__init__()
-        self.logged: list[tuple[int, dict[str, float]]] = []
-        self.hparams: dict[str, Any] = {}
-
-    @property
-    def name(self) -> str:
-        return "memory"
-
-    @property
-    def version(self) -> int:
-        return 0
-
-    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        self.logged.append((step or 0, {k: float(v) for k, v in sorted(metrics.items())}))
+class MemoryLogger(load_example("lightning_datamodule").MemoryLogger):  # type: ignore[misc]
+    """Keeps what Lightning logs, and the hyperparameters."""
 
     def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
         self.hparams = dict(params)
@@ -226,7 +212,7 @@ def runs(draw: st.DrawFn) -> Run:
 
 def check_run(run: Run, tmp: Path) -> None:
     """Plain and wrapped, uninterrupted, then both resumed from the plain run's first
-    checkpoint inside an epoch: identical (a SeededRandomSampler resumes the wrapped run
+    checkpoint inside an epoch, and the wrapped from its own checkpoint there: identical (a SeededRandomSampler resumes the wrapped run
     exactly, where plain Lightning replays the epoch's start: equal to the uninterrupted run
     without dropout, whose masks move on with the RNG's state)."""
     folders = {plain: tmp / str(plain) for plain in (True, False)}
@@ -239,6 +225,8 @@ def check_run(run: Run, tmp: Path) -> None:
         return  # (Lightning saves no accumulated gradients: resumes at step boundaries only)
     checkpoint = folders[True] / f"step={min(inside)}.ckpt"
     rest = fit(run, plain=False, resume=checkpoint)
+    own = fit(run, plain=False, resume=folders[False] / checkpoint.name)  # the wrapper's own
+    assert_same(own, rest)
     if run.data["order"] == "seeded":
         assert rest.global_step == wrapped.global_step
         if run.dropout:

@@ -422,3 +422,20 @@ def test_split_loaders_standing_for_persistent_loaders_draw_their_seed_once(
     assert [row[:2] if isinstance(row, tuple) else row for row in split] == [
         row[:2] if isinstance(row, tuple) else row for row in plain
     ]
+
+
+def test_load_update_resumes_after_a_framework_counted_update() -> None:
+    """A framework's checkpoint counts training batches only: the run continues after that
+    update, before the passes due there, or after them (skip_due_passes)."""
+    loaders = small_run()
+    loaders.load_update(4)  # val is due after every 4th update
+    place = loaders.next_place
+    assert place is not None and (place.source_index, place.update) == (1, 4)
+    loaders.load_update(4, skip_due_passes=True)
+    place = loaders.next_place
+    assert place is not None and (place.source_index, place.update) == (0, 4)
+    rest = [batch[0].tolist() for batch in loaders.train]
+    plain = [b.data[0].tolist() for b in small_run().loader if b.source == "train"]
+    assert rest == plain[4:6]  # the rest of epoch 0 (6 updates per epoch)
+    loaders.load_update(10**6)  # past the end: the end
+    assert loaders.next_place is None

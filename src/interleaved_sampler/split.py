@@ -417,8 +417,10 @@ class InterleavedLoaders:
             skip_due_passes: see :meth:`load_state_dict`.
         """
         schedule = self._run.schedule
-        update = min(update, schedule.end_update)
-        batches = schedule.batches_at(Position(update))
+        if update > schedule.end_update:
+            batches = schedule.num_batches
+        else:
+            batches = schedule.batches_at(Position(update))
         if skip_due_passes:
             batches += self._due_batches(batches)
         self._run.stop()

@@ -17,10 +17,11 @@ it derives the run from them and hands Lightning split loaders over one pool.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytorch_lightning as pl
@@ -34,7 +35,13 @@ from pytorch_lightning.trainer.states import RunningStage, TrainerFn
 from pytorch_lightning.utilities import rank_zero_warn
 from pytorch_lightning.utilities.model_helpers import is_overridden
 from pytorch_lightning.utilities.signature_utils import is_param_in_hook_signature
-from torch.utils.data import BatchSampler, DataLoader, IterableDataset
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    DistributedSampler,
+    IterableDataset,
+    RandomSampler,
+)
 
 from interleaved_sampler.config import InterleavedSamplerConfig, SamplerIntervalConfig
 from interleaved_sampler.data import InterleavedBatch
@@ -523,10 +530,18 @@ class InterleavedDataModule(pl.LightningDataModule):
       another number of devices.
     - The sanity check and ``trainer.validate()`` are served apart, in the main process.
 
-    Refused at fit start, one message each: ``limit_train_batches``/``limit_val_batches``
-    other than 1.0, ``overfit_batches``, ``fast_dev_run``, a time ``val_check_interval``,
-    ``reload_dataloaders_every_n_epochs``, a ``dataloader_iter`` training step, loaders
-    that are not ``DataLoader``\\ s with ``len()``.
+    - Lightning's defaults give its run bit for bit: ``shuffle=True`` (the epoch's order is
+      drawn where Lightning's loader draws it; the pool pauses before the epoch's first
+      batches until then), dropout (the views draw what Lightning's loaders draw), a plain
+      Lightning checkpoint (resumed at the position of its loops' progress), and this
+      wrapper's checkpoints load in plain Lightning. Your DataModule's attributes and
+      ``hparams`` are reachable through the wrapper.
+
+    Refused at fit start, one message each: ``limit_train_batches`` other than 1.0,
+    ``limit_val_batches`` other than 1.0 or 0, ``overfit_batches``, ``fast_dev_run``, a
+    time ``val_check_interval``, ``reload_dataloaders_every_n_epochs``, a
+    ``dataloader_iter`` training step, loaders that are not ``DataLoader``\\ s with
+    ``len()``, with several devices a train sampler that draws its order on each rank.
 
     Args:
         datamodule: your DataModule.
@@ -606,6 +621,7 @@ class InterleavedDataModule(pl.LightningDataModule):
         )
         for loader in val_loaders:
             _process_dataloader(trainer, TrainerFn.FITTING, RunningStage.VALIDATING, loader)
+        train = replace(train, sampler=_train_sampler(trainer, train_loader, train.sampler))
         per_epoch = _updates_per_epoch(train, world)
         end = _end_update(trainer, per_epoch)
         rule = _validation_rule(trainer, per_epoch, end)
@@ -715,6 +731,33 @@ class InterleavedDataModule(pl.LightningDataModule):
         if self.loaders is not None:
             self.loaders.close()
         self.datamodule.on_exception(exception)
+
+
+def _train_sampler(trainer: pl.Trainer, loader: DataLoader[Any], sampler: Any) -> Any:
+    """The run's train sampler: the DataModule's, except with several devices where each
+    rank would draw its own order. There Lightning puts ``DistributedSampler(shuffle=True,
+    seed=PL_GLOBAL_SEED or 0)`` in place of a ``RandomSampler`` (data_connector.py:494,
+    ``_get_distributed_sampler``); the wrapper takes the same order as one global sampler and
+    splits each global batch over the ranks itself, which gives every rank the part of the
+    order Lightning's sampler gives it.
+
+    Raises:
+        ValueError: several devices and a train sampler that draws its order on each rank
+            (neither repeating its order nor torch's ``RandomSampler``), or
+            ``use_distributed_sampler=False`` with a ``RandomSampler``.
+    """
+    if trainer.world_size == 1 or repeats_epoch_order(sampler):
+        return sampler
+    injects = trainer._accelerator_connector.use_distributed_sampler
+    if isinstance(sampler, RandomSampler) and injects:
+        seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
+        return DistributedSampler(loader.dataset, num_replicas=1, rank=0, shuffle=True, seed=seed)
+    raise ValueError(
+        f"with {trainer.world_size} devices the train sampler {type(sampler).__name__} would "
+        "draw its own order on each rank, so the ranks' parts of a batch would overlap; use "
+        "sampler=SeededRandomSampler(dataset, seed=...) (or shuffle=True with "
+        "use_distributed_sampler=True, Lightning's default)"
+    )
 
 
 def _updates_per_epoch(train: _LoaderParts, world: int) -> int:

@@ -585,10 +585,12 @@ class CachingBatchSampler(InterleavedBatchSampler):
 class _EpochReader:
     """Reads the main sampler for the training spans of a run, one epoch at a time.
 
-    An epoch's order is opened once (after ``set_epoch``; or taken from ``orders``, where
-    its loader started it) and read for exactly the indices the epoch uses: never one that
-    drop_last drops, never one past them. An epoch restarted inside (``restart_order``) is
-    read from the start of a new iteration, in whole batches, as a fresh loader reads it.
+    An epoch's order is opened once (after ``set_epoch``) and read for exactly the indices
+    the epoch uses: never one that drop_last drops, never one past them. An order taken from
+    ``orders`` (its loader started it) is read to its end where torch's ``BatchSampler``
+    reads past the epoch's indices (a short last batch), the loader doing the rest. An epoch
+    restarted inside (``restart_order``) is read from the start of a new iteration, in whole
+    batches, as a fresh loader reads it.
     """
 
     def __init__(

@@ -112,10 +112,10 @@ class _Run:
         batches: Callable[[bool], Iterator[Any]],
     ) -> Iterator[Any]:
         """Start a split loader's iteration as a plain ``DataLoader``'s ``iter()`` starts: it
-        draws its workers' base seed from ``generator`` (a ``persistent`` one with workers
-        only in its first ``iter()``); a prefetching one (``num_workers >
-        0``) then starts its sampler's iteration, one without workers starts it at the first
-        batch. Returns ``batches(started)``."""
+        draws its workers' base seed from ``generator`` (a ``persistent`` one with workers:
+        in its first ``iter()`` only); with workers it then starts its sampler's iteration
+        (they prefetch), without workers that starts at the first batch. Returns
+        ``batches(started)``."""
         prefetches = num_workers > 0 and self.opens_order(source_index)
         if not (persistent and num_workers and source_index in self.iterated):
             draw_base_seed(generator)  # a persistent loader's iterator draws it once
@@ -397,12 +397,8 @@ class InterleavedLoaders:
                 that are still to come: for a framework that does not run, after a resume,
                 the evaluation due at the point it saved.
         """
-        self._run.stop()
-        loader = self._run.loader
-        batches = loader.batch_sampler.batches_of(state)
-        if skip_due_passes:
-            batches += self._due_batches(batches)
-        loader.load_position(batches, restart_epoch_order=restart_epoch_order)
+        batches = self._run.loader.batch_sampler.batches_of(state)
+        self._load_position(batches, restart_epoch_order, skip_due_passes)
 
     def load_update(
         self, update: int, *, restart_epoch_order: bool = False, skip_due_passes: bool = False
@@ -421,9 +417,12 @@ class InterleavedLoaders:
             batches = schedule.num_batches
         else:
             batches = schedule.batches_at(Position(update))
-        if skip_due_passes:
-            batches += self._due_batches(batches)
+        self._load_position(batches, restart_epoch_order, skip_due_passes)
+
+    def _load_position(self, batches: int, restart_epoch_order: bool, skip_due: bool) -> None:
         self._run.stop()
+        if skip_due:
+            batches += self._due_batches(batches)
         self._run.loader.load_position(batches, restart_epoch_order=restart_epoch_order)
 
     def _due_batches(self, batches: int) -> int:

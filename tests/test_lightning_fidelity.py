@@ -404,3 +404,17 @@ def record_worker(worker_id: int) -> None:
 class LoggedData(Data):
     def arguments(self) -> dict[str, Any]:
         return {**super().arguments(), "worker_init_fn": record_worker}
+
+
+def test_a_checkpoint_of_version_0_3_with_its_view_state_still_resumes(tmp_path: Path) -> None:
+    """interleaved-sampler 0.3 wrote a (stateless) train view state into the fit loop's
+    combined loader states, which Lightning would refuse now that the view has none."""
+    run = Run({"order": "seeded"}, {"max_epochs": 2}, dropout=0.0, checkpoint_every=3)
+    uninterrupted = fit(run, plain=False, folder=tmp_path)
+    checkpoint = torch.load(tmp_path / "step=3.ckpt", weights_only=False)
+    view = {"position": "saved by InterleavedDataModule.state_dict"}
+    checkpoint["loops"]["fit_loop"]["state_dict"]["combined_loader"] = [view]
+    torch.save(checkpoint, tmp_path / "old.ckpt")
+    rest = fit(run, plain=False, resume=tmp_path / "old.ckpt")
+    for name, value in uninterrupted.weights.items():
+        assert torch.equal(value, rest.weights[name]), name

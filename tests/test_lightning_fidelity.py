@@ -212,9 +212,10 @@ def runs(draw: st.DrawFn) -> Run:
 
 def check_run(run: Run, tmp: Path) -> None:
     """Plain and wrapped, uninterrupted, then both resumed from the plain run's first
-    checkpoint inside an epoch, and the wrapped from its own checkpoint there: identical (a SeededRandomSampler resumes the wrapped run
-    exactly, where plain Lightning replays the epoch's start: equal to the uninterrupted run
-    without dropout, whose masks move on with the RNG's state)."""
+    checkpoint inside an epoch, and the wrapped from its own checkpoint there: identical (a
+    SeededRandomSampler resumes the wrapped run exactly, where plain Lightning replays the
+    epoch's start: equal to the uninterrupted run without dropout, whose masks move on with
+    the RNG's state)."""
     folders = {plain: tmp / str(plain) for plain in (True, False)}
     plain, wrapped = (fit(run, plain, folders[plain]) for plain in (True, False))
     assert_same(wrapped, plain)

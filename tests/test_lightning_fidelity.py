@@ -419,3 +419,32 @@ def test_a_checkpoint_of_version_0_3_with_its_view_state_still_resumes(tmp_path:
     rest = fit(run, plain=False, resume=tmp_path / "old.ckpt")
     for name, value in uninterrupted.weights.items():
         assert torch.equal(value, rest.weights[name]), name
+
+
+def test_with_several_devices_no_rank_draws_its_own_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A RandomSampler would draw its order on each rank: Lightning's own DistributedSampler
+    order takes its place (global), or the run is refused where Lightning injects none."""
+    from types import SimpleNamespace
+
+    from torch.utils.data import DistributedSampler, RandomSampler
+
+    from interleaved_sampler.integrations.lightning import _train_sampler
+
+    data = tensors(6, 0)
+    loader = DataLoader(data, 2, shuffle=True)
+
+    def trainer(injects: bool) -> Any:
+        return SimpleNamespace(
+            world_size=2, _accelerator_connector=SimpleNamespace(use_distributed_sampler=injects)
+        )
+
+    monkeypatch.setenv("PL_GLOBAL_SEED", "4")
+    sampler = _train_sampler(trainer(True), loader, RandomSampler(data))
+    assert isinstance(sampler, DistributedSampler)
+    assert (sampler.num_replicas, sampler.shuffle, sampler.seed) == (1, True, 4)
+    with pytest.raises(ValueError, match="draw its own order on each rank"):
+        _train_sampler(trainer(False), loader, RandomSampler(data))
+    seeded = SeededRandomSampler(data, seed=1)
+    assert _train_sampler(trainer(False), loader, seeded) is seeded

@@ -205,12 +205,23 @@ class IterStep(example.Regression):  # type: ignore[misc,name-defined]
     [
         ({"limit_val_batches": 0.5}, None, None, r"Trainer\(limit_val_batches=0.5\)"),
         ({"limit_train_batches": 3}, None, None, r"Trainer\(limit_train_batches=3\)"),
+        ({"limit_val_batches": 1}, None, None, r"Trainer\(limit_val_batches=1\)"),  # 1 batch
+        ({"limit_train_batches": 1}, None, None, r"Trainer\(limit_train_batches=1\)"),
         ({"overfit_batches": 2}, None, None, r"Trainer\(overfit_batches=2"),
         ({"fast_dev_run": True}, None, None, r"Trainer\(fast_dev_run=True\)"),
         ({}, IterStep, None, r"dataloader_iter"),
         ({}, None, IterableData, r"IterableDataset \(Endless\), which has no len\(\)"),
     ],
-    ids=["limit_val", "limit_train", "overfit", "fast_dev_run", "dataloader_iter", "iterable"],
+    ids=[
+        "limit_val",
+        "limit_train",
+        "limit_val_int_1",
+        "limit_train_int_1",
+        "overfit",
+        "fast_dev_run",
+        "dataloader_iter",
+        "iterable",
+    ],
 )
 def test_settings_no_schedule_can_follow_are_refused_at_fit_start(
     trainer_arguments: dict[str, Any], model: Any, data: Any, message: str

@@ -313,7 +313,6 @@ def _refuse_settings(trainer: pl.Trainer) -> None:
     defaults = {
         "fast_dev_run": ("fast_dev_run", False),  # first: these two set limits themselves
         "overfit_batches": ("overfit_batches", 0),
-        "limit_train_batches": ("limit_train_batches", 1.0),
         "val_check_interval": ("_val_check_time_interval", None),  # a time
         "reload_dataloaders_every_n_epochs": ("reload_dataloaders_every_n_epochs", 0),
     }
@@ -325,7 +324,14 @@ def _refuse_settings(trainer: pl.Trainer) -> None:
                 "is fixed before fit starts and yields whole epochs and passes; leave it at its "
                 "default (to shorten a run, set max_steps or max_epochs)"
             )
-    if trainer.limit_val_batches not in (0, 1.0):
+    limit_train, limit_val = trainer.limit_train_batches, trainer.limit_val_batches
+    if not _whole(limit_train):  # an int is a number of batches: 1 is one batch
+        raise ValueError(
+            f"InterleavedDataModule cannot follow Trainer(limit_train_batches={limit_train!r}): "
+            "the schedule yields whole epochs; leave it at its default, 1.0 (to shorten a run, "
+            "set max_steps or max_epochs)"
+        )
+    if limit_val != 0 and not _whole(limit_val):
         raise ValueError(
             f"InterleavedDataModule cannot follow Trainer(limit_val_batches="
             f"{trainer.limit_val_batches!r}): every validation is a whole pass over each val "
@@ -343,6 +349,11 @@ def _refuse_settings(trainer: pl.Trainer) -> None:
             "InterleavedDataModule needs the run's end: set Trainer(max_epochs=...), "
             "Trainer(max_steps=...) or Trainer(max_time=...), got none"
         )
+
+
+def _whole(limit: float | None) -> bool:
+    """Whether a ``limit_*_batches`` is all batches: the float 1.0 (the int 1 is one batch)."""
+    return isinstance(limit, float) and limit == 1.0
 
 
 def _timed(trainer: pl.Trainer) -> bool:

@@ -81,6 +81,7 @@ class InterleavedDataLoader(DataLoader[Any]):
         shutdown = getattr(iteration, "_shutdown_workers", None)
         if shutdown is not None:
             shutdown()
+        self._iterator = None  # persistent_workers: the next iter() starts new ones
 
     @property
     def _is_accelerate_prepared(self) -> bool:

@@ -271,6 +271,9 @@ class InterleavedTrainer(Trainer):
             train_dataset=dataset,
         )
         loaders = run.get_loaders(**self._loader_arguments())
+        for loader in (loaders.train, *loaders.evaluation.values()):
+            # the random numbers Trainer's loaders draw (persistent ones: in their first iter)
+            loader.persistent_workers = self.args.dataloader_persistent_workers
         if resume is not None and not resume.restart_epoch:
             # a resumed Trainer does not run the evaluation due at its checkpoint
             state_file = os.path.join(resume.checkpoint, STATE_FILE)
@@ -278,7 +281,7 @@ class InterleavedTrainer(Trainer):
                 with open(state_file) as file:
                     loaders.load_state_dict(json.load(file), skip_due_passes=True)
             else:  # a checkpoint of Trainer's own: it skips the batches of its steps
-                loaders.load_update(update(resume.steps_done))
+                loaders.load_update(update(resume.steps_done), skip_due_passes=True)
         self._loaders = loaders
         return loaders
 

@@ -448,3 +448,45 @@ def test_with_several_devices_no_rank_draws_its_own_order(
         _train_sampler(trainer(False), loader, RandomSampler(data))
     seeded = SeededRandomSampler(data, seed=1)
     assert _train_sampler(trainer(False), loader, seeded) is seeded
+
+
+class Transferring(Model):
+    """Its own batch-transfer hooks: scales the inputs before the transfer, counts calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.transfers = 0
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        self.transfers += 1
+        x, y = batch
+        return x * 2, y
+
+
+class TransferringData(Data):
+    """A DataModule with its own ``on_after_batch_transfer``: Lightning calls it instead of
+    the module's (there is none here)."""
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        x, y = batch
+        return x + 1, y
+
+
+def test_the_modules_and_the_datamodules_batch_transfer_hooks_run_as_unwrapped() -> None:
+    """The wrapper takes the DataModule's hooks only where it overrides them, as Lightning
+    does: a LightningModule's own hooks are called (they were bypassed)."""
+    run = Run({"order": "seeded"}, {"max_epochs": 2, "val_check_interval": 2})
+    outcomes, calls = [], []
+    for plain in (True, False):
+        pl.seed_everything(run.seed, verbose=False)
+        model, data = Transferring(), TransferringData(**run.data)
+        trainer = pl.Trainer(
+            accelerator="cpu", logger=MemoryLogger(), log_every_n_steps=1,
+            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+            **run.trainer,
+        )  # fmt: skip
+        trainer.fit(model, datamodule=data if plain else InterleavedDataModule(data))
+        outcomes.append(trainer.logger.logged)  # type: ignore[union-attr]
+        calls.append(model.transfers)
+    assert outcomes[0] == outcomes[1]
+    assert calls[0] == calls[1] > 0

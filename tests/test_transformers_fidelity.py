@@ -69,6 +69,7 @@ def drawn_settings(draw: st.DrawFn) -> Setting:
     best = strategy != "no" and draw(st.booleans())
     save_steps = eval_steps * draw(st.integers(1, 2)) if best else draw(st.integers(2, 5))
     one_eval_set = draw(st.booleans())
+    workers = draw(st.sampled_from([0, 0, 2]))
     arguments = {
         "eval_strategy": strategy,
         "eval_steps": eval_steps,
@@ -78,7 +79,8 @@ def drawn_settings(draw: st.DrawFn) -> Setting:
         "per_device_train_batch_size": draw(st.integers(2, 5)),
         "gradient_accumulation_steps": draw(st.integers(1, 3)),
         "dataloader_drop_last": draw(st.booleans()),
-        "dataloader_num_workers": draw(st.sampled_from([0, 0, 2])),
+        "dataloader_num_workers": workers,
+        "dataloader_persistent_workers": workers > 0 and draw(st.booleans()),
         "logging_steps": draw(st.integers(1, 3)),
         "save_strategy": strategy if best else "steps",
         "save_steps": save_steps,

@@ -513,6 +513,15 @@ class _CheckpointBridge(pl.Callback):
 _OLD_VIEW_STATE = {"position": "saved by InterleavedDataModule.state_dict"}
 
 
+# The hooks a DataModule shares with the LightningModule: Lightning calls the DataModule's
+# where it overrides them, else the module's (data_connector.py:359, _DataHookSelector).
+_BATCH_TRANSFER_HOOKS = (
+    "on_before_batch_transfer",
+    "transfer_batch_to_device",
+    "on_after_batch_transfer",
+)
+
+
 class InterleavedDataModule(pl.LightningDataModule):
     """Your own ``LightningDataModule``, served by one worker pool for training and every
     validation: ``trainer.fit(model, datamodule=InterleavedDataModule(MyDataModule()))``.
@@ -571,6 +580,9 @@ class InterleavedDataModule(pl.LightningDataModule):
         self._val_names: list[str] = []
         self._val_shape = "single"
         self._bridge = _CheckpointBridge(self)
+        for hook in _BATCH_TRANSFER_HOOKS:  # yours where you override them, else the module's
+            if is_overridden(hook, datamodule):
+                setattr(self, hook, getattr(datamodule, hook))
 
     def __getattr__(self, name: str) -> Any:
         """Every attribute of your DataModule (``self.trainer.datamodule.num_classes``)."""
@@ -709,15 +721,6 @@ class InterleavedDataModule(pl.LightningDataModule):
 
     def predict_dataloader(self) -> Any:
         return self.datamodule.predict_dataloader()
-
-    def transfer_batch_to_device(self, batch: Any, device: torch.device, index: int) -> Any:
-        return self.datamodule.transfer_batch_to_device(batch, device, index)
-
-    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        return self.datamodule.on_before_batch_transfer(batch, dataloader_idx)
-
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        return self.datamodule.on_after_batch_transfer(batch, dataloader_idx)
 
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {"datamodule": self.datamodule.state_dict()}

@@ -271,9 +271,11 @@ class InterleavedTrainer(Trainer):
             train_dataset=dataset,
         )
         loaders = run.get_loaders(**self._loader_arguments())
-        for loader in (loaders.train, *loaders.evaluation.values()):
-            # the random numbers Trainer's loaders draw (persistent ones: in their first iter)
-            loader.persistent_workers = self.args.dataloader_persistent_workers
+        # the random numbers Trainer's loaders draw (persistent ones: in their first iter)
+        persistent = self.args.dataloader_persistent_workers
+        loaders.train.persistent_workers = persistent
+        for evaluation in loaders.evaluation.values():
+            evaluation.persistent_workers = persistent
         if resume is not None and not resume.restart_epoch:
             # a resumed Trainer does not run the evaluation due at its checkpoint
             state_file = os.path.join(resume.checkpoint, STATE_FILE)

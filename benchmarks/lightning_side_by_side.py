@@ -34,8 +34,13 @@ Spawned workers re-import the main script before they start. This one imports Li
 that imports Lightning lazily costs; a training script that imports Lightning at the top makes
 every spawned worker that much dearer, which the unwrapped runs pay more often.
 
+``--shuffle 1`` fits a train loader with ``shuffle=True`` (torch's ``RandomSampler``) instead:
+the wrapper then takes each epoch's order where Lightning's loader takes it, so its one pool
+pauses before every epoch's first batches until the train loader's ``iter()``; the figures
+show that cost.
+
 Usage: python benchmarks/lightning_side_by_side.py [--rounds 3] [--updates 256] [--val-every 32]
-       [--workers 2] [--sample-ms 1] [--slow-setup-s 3] [--quick]
+       [--workers 2] [--sample-ms 1] [--slow-setup-s 3] [--shuffle 0] [--quick]
 """
 
 from __future__ import annotations
@@ -87,9 +92,13 @@ class Setting(BaseSetting):
 
     Args:
         slow_setup_s: the slow model's set-up (``configure_model`` sleeps); 0: no such fits.
+        shuffle: 1: the train loader has ``shuffle=True`` (torch's ``RandomSampler``, whose
+            order the wrapper takes where Lightning's loader takes it: its pool pauses before
+            each epoch's first batches until then) instead of a ``SeededRandomSampler``.
     """
 
     slow_setup_s: float = 3.0
+    shuffle: int = 0
 
     @property
     def samples_loaded(self) -> int:
@@ -105,9 +114,12 @@ QUICK = Setting(slow_setup_s=0.3, **QUICK_SIZES)
 @dataclass(frozen=True)
 class Variant(BaseVariant):
     """One way to fit: the DataModule unwrapped (``persistent`` workers or not) or wrapped
-    (``one_pool``), with the quick or the slow model set-up."""
+    (``one_pool``), with the quick or the slow model set-up; ``seeded``: a
+    ``SeededRandomSampler`` even where the setting shuffles (the wrapper's pool then never
+    pauses: what the pause costs)."""
 
     slow_setup: bool = False
+    seeded: bool = False
 
 
 VARIANTS = main_variants(Variant, "wrapped")
@@ -115,6 +127,7 @@ SLOW_VARIANTS = (
     Variant("persistent, slow set-up", persistent=True, slow_setup=True),
     Variant("wrapped, slow set-up", one_pool=True, slow_setup=True),
 )
+SEEDED = Variant("wrapped, SeededRandomSampler", one_pool=True, seeded=True)
 
 
 # A spawned worker imports this script again as "__mp_main__" before it starts; it needs
@@ -167,13 +180,19 @@ if __name__ != "__mp_main__":
             setting: sizes, batch sizes, workers, loading cost.
             persistent: ``persistent_workers=True`` on every loader (with workers).
             counter: every loader's ``worker_init_fn`` (None without workers).
+            shuffle: ``shuffle=True`` in the train loader (else a ``SeededRandomSampler``).
         """
 
         def __init__(
-            self, setting: Setting, persistent: bool, counter: StartupCounter | None
+            self,
+            setting: Setting,
+            persistent: bool,
+            counter: StartupCounter | None,
+            shuffle: bool = False,
         ) -> None:
             super().__init__()
             self.setting, self.persistent, self.counter = setting, persistent, counter
+            self.shuffle = shuffle
 
         def setup(self, stage: str) -> None:
             self.data = Datasets.of(self.setting.scenario)
@@ -189,6 +208,14 @@ if __name__ != "__mp_main__":
             }
 
         def train_dataloader(self) -> DataLoader[Any]:
+            if self.shuffle:
+                return DataLoader(
+                    self.data.train,
+                    self.setting.batch_size,
+                    shuffle=True,
+                    drop_last=True,
+                    **self.loader_arguments(),
+                )
             sampler = SeededRandomSampler(self.data.train, seed=0)
             return DataLoader(
                 self.data.train,
@@ -232,14 +259,31 @@ def trainer(setting: Setting) -> pl.Trainer:
 def fit_once(variant: Variant, setting: Setting, context: BaseContext) -> Run:
     """Fit ``variant`` once, measured."""
     meter = FitMeter(setting, context)
-    data = BenchData(setting, variant.persistent, meter.counter)
+    shuffle = bool(setting.shuffle) and not variant.seeded
+    data = BenchData(setting, variant.persistent, meter.counter, shuffle)
     model = BenchModel(meter.seen, setting.slow_setup_s if variant.slow_setup else 0.0)
     fitter = trainer(setting)
     datamodule = InterleavedDataModule(data) if variant.one_pool else data
+    torch.manual_seed(0)  # shuffle=True: every fit draws the same epoch orders
     with meter:
         fitter.fit(model, datamodule=datamodule)
     del fitter, datamodule, data
     return meter.run(variant.name, model.state_dict())
+
+
+def reference_of(setting: Setting) -> Callable[[Variant], str] | None:
+    """The variant whose first fit each variant's fits must equal: with ``shuffle`` a
+    persistent loader draws its workers' seed once, so its epoch orders are its own, and a
+    ``SeededRandomSampler`` fit has its own; every other fit is non-persistent's run."""
+    if not setting.shuffle:
+        return None
+
+    def reference(variant: Variant) -> str:
+        if variant.seeded:
+            return variant.name
+        return "persistent" if variant.persistent else "non-persistent"
+
+    return reference
 
 
 def slow_summary(results: Results, setting: Setting) -> list[str]:
@@ -272,6 +316,11 @@ OPTIONS = {
         "slow_setup_s",
         "seconds the slow model's configure_model sleeps (0: no such fits)",
     ),
+    "shuffle": (
+        "shuffle",
+        "1: the train loader has shuffle=True (torch's RandomSampler) instead of a "
+        "SeededRandomSampler",
+    ),
 }
 
 
@@ -284,17 +333,35 @@ def main(argv: Sequence[str] | None = None, log: Callable[[str], None] = print) 
     setting = parse(argv, __doc__.splitlines()[0], Setting(), QUICK, OPTIONS)
     quiet_lightning()
     variants = VARIANTS + (SLOW_VARIANTS if setting.slow_setup_s > 0 else ())
-    results = run_rounds(setting, variants, fit_once, log)
+    variants += (SEEDED,) if setting.shuffle else ()
+    results = run_rounds(setting, variants, fit_once, log, reference_of(setting))
     phases = [("train", "training"), ("val", "validation"), ("sanity", "sanity-check")]
     sanity = f", the sanity check's {SANITY_STEPS * len(setting.eval_sizes)} batches loaded"
     tail = summary(results, "wrapped", "Lightning", sanity + " in the main process")
     if setting.slow_setup_s > 0:
         tail += [f"with a model set-up of {setting.slow_setup_s:g} s:"]
         tail += slow_summary(results, setting)
+    same = same_samples(results, phases)
+    if setting.shuffle:
+        same += (
+            "; shuffle=True: the persistent fits saw their own epoch orders (a persistent "
+            "loader draws its workers' seed once), the SeededRandomSampler fits theirs, the "
+            "others those of non-persistent"
+        )
+        tail.append(
+            ratio_line(
+                results,
+                "the pause before each epoch's first batches: wrapped / wrapped with a "
+                "SeededRandomSampler, wall time",
+                "wrapped",
+                SEEDED.name,
+                "wall_s",
+            )
+        )
     return report(
         results,
         describe(setting, "updates", "validation", " and Lightning's sanity check"),
-        same_samples(results, phases),
+        same,
         tail,
         log,
     )

@@ -457,12 +457,15 @@ def run_rounds(
     variants: Sequence[VariantT],
     fit: Callable[[VariantT, SettingT, BaseContext], Run],
     log: Callable[[str], None],
+    reference: Callable[[VariantT], str] | None = None,
 ) -> Results:
     """Fit every variant ``setting.rounds`` times with ``fit`` (one torch thread in the main
     process), rotating the order each round, and measure a pool's start-up once per round.
+    ``reference``: the variant whose first fit a variant's fits must equal (default: the
+    first variant).
 
     Raises:
-        SampleMismatchError: as soon as a fit saw other samples than the first.
+        SampleMismatchError: as soon as a fit saw other samples than its reference.
     """
     context = multiprocessing.get_context(setting.start_method)
     if setting.start_method == "forkserver":  # its server outlives every fit: start it first
@@ -475,7 +478,10 @@ def run_rounds(
             with one_torch_thread():
                 run = fit(variant, setting, context)
             results.runs[variant.name].append(run)
-            check_same([next(iter(results.runs.values()))[0], run])
+            if reference is None:
+                check_same([next(iter(results.runs.values()))[0], run])
+            else:
+                check_same([(results.runs[reference(variant)] or [run])[0], run])
             log(
                 f"round {round_ + 1}/{setting.rounds}  {variant.name:<{width}}  "
                 f"wall {run.wall_s:6.2f} s  first batch {run.first_batch_s:5.2f} s  "

@@ -46,3 +46,16 @@ def test_quick_run_with_spawn_workers() -> None:
     assert startups["wrapped"] == startups["wrapped, slow set-up"] == "2"
     assert startups["persistent"] == "6"
     assert int(startups["non-persistent"]) > 6
+
+
+def test_quick_run_with_shuffle_true_measures_the_pause() -> None:
+    """--shuffle 1: a shuffle=True train loader; the wrapped fit is non-persistent's run bit
+    for bit (its epoch orders taken where Lightning's loader takes them), and a fit with a
+    SeededRandomSampler shows what the pause before each epoch costs."""
+    lines: list[str] = []
+    load("lightning_side_by_side").main(
+        ["--quick", "--workers", "0", "--shuffle", "1"], log=lines.append
+    )
+    assert "wrapped, SeededRandomSampler" in table(lines)
+    assert any("the persistent fits saw their own epoch orders" in line for line in lines)
+    assert any(line.startswith("- the pause before each epoch's first batches") for line in lines)

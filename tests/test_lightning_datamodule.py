@@ -205,12 +205,23 @@ class IterStep(example.Regression):  # type: ignore[misc,name-defined]
     [
         ({"limit_val_batches": 0.5}, None, None, r"Trainer\(limit_val_batches=0.5\)"),
         ({"limit_train_batches": 3}, None, None, r"Trainer\(limit_train_batches=3\)"),
+        ({"limit_val_batches": 1}, None, None, r"Trainer\(limit_val_batches=1\)"),  # 1 batch
+        ({"limit_train_batches": 1}, None, None, r"Trainer\(limit_train_batches=1\)"),
         ({"overfit_batches": 2}, None, None, r"Trainer\(overfit_batches=2"),
         ({"fast_dev_run": True}, None, None, r"Trainer\(fast_dev_run=True\)"),
         ({}, IterStep, None, r"dataloader_iter"),
         ({}, None, IterableData, r"IterableDataset \(Endless\), which has no len\(\)"),
     ],
-    ids=["limit_val", "limit_train", "overfit", "fast_dev_run", "dataloader_iter", "iterable"],
+    ids=[
+        "limit_val",
+        "limit_train",
+        "limit_val_int_1",
+        "limit_train_int_1",
+        "overfit",
+        "fast_dev_run",
+        "dataloader_iter",
+        "iterable",
+    ],
 )
 def test_settings_no_schedule_can_follow_are_refused_at_fit_start(
     trainer_arguments: dict[str, Any], model: Any, data: Any, message: str
@@ -239,3 +250,23 @@ def test_ddp_on_two_processes_and_resume_on_one(tmp_path: Path) -> None:
     rest = example.run(replace(BASE, batch_scale=2, resume=folder / "step=5.ckpt"))
     assert rest.global_step == 12
     assert validation_steps(rest) == [9]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_ddp_with_shuffle_true_is_plain_lightnings_ddp_run() -> None:
+    """2 devices, shuffle=True: plain Lightning puts DistributedSampler(shuffle=True, seed=0)
+    in place of the RandomSampler; the wrapper takes the same order as one global sampler and
+    splits every batch itself, so every rank trains on its part of Lightning's order: the
+    same validations on rank 0 and the same global_step."""
+    script = ROOT / "examples" / "lightning_datamodule.py"
+    outputs = [
+        torchrun(script, ["--devices", "2", "--shuffle", *plain], timeout=180)
+        for plain in ([], ["--plain"])
+    ]
+    lines = [
+        [line for line in out.splitlines() if line.startswith(("step", "global"))]
+        for out in outputs
+    ]
+    assert lines[0] == lines[1]
+    assert "global_step 12" in lines[0]

@@ -329,3 +329,113 @@ def test_next_place_is_known_without_loading() -> None:
 def test_bare_batches_by_default() -> None:
     batch = next(iter(small_run().train))
     assert isinstance(batch, list) and isinstance(batch[0], torch.Tensor)
+
+
+def shuffled_loop(train: Any, val: Any, generator: Any, bounded: bool) -> list[Any]:
+    """Three epochs of a loop over a train and a val loader that draws from the global
+    generator at every step (as dropout does), validating after every 5th update; ``bounded``:
+    it takes ``len(train)`` batches per epoch (as Lightning does) instead of a for loop."""
+    seen: list[Any] = []
+    update = 0
+    for _ in range(3):
+        epoch = islice(train, len(train)) if bounded else train
+        for batch in epoch:
+            seen.append((batch[0].tolist(), torch.rand(()).item(), set(batch[1].tolist())))
+            update += 1
+            if update % 5 == 0:
+                seen += [(b[0].tolist(), torch.rand(()).item(), set(b[1].tolist())) for b in val]
+    seen.append(torch.randint(1000, (), generator=generator).item() if generator else None)
+    return seen
+
+
+def plain_shuffled(
+    workers: int, seed: int | None, drop_last: bool, val_shuffle: bool, persistent: bool = False
+) -> Any:
+    torch.manual_seed(5)
+    generator = None if seed is None else torch.Generator().manual_seed(seed)
+    arguments: dict[str, Any] = {"num_workers": workers}
+    if workers:
+        arguments["multiprocessing_context"] = "fork"
+        arguments["persistent_workers"] = persistent
+    train = torch.utils.data.DataLoader(
+        PidDataset(22, 0), 4, shuffle=True, drop_last=drop_last, generator=generator, **arguments
+    )
+    val = torch.utils.data.DataLoader(PidDataset(5, 100), 2, shuffle=val_shuffle, **arguments)
+    return train, val, generator
+
+
+def split_shuffled(
+    workers: int, seed: int | None, drop_last: bool, val_shuffle: bool, persistent: bool = False
+) -> Any:
+    torch.manual_seed(5)
+    generator = None if seed is None else torch.Generator().manual_seed(seed)
+    val_set = PidDataset(5, 100)
+    run = InterleavedSampler(
+        RandomSampler(PidDataset(22, 0), generator=generator),
+        InterleavedSamplerConfig(batch_size=4, max_epochs=3, drop_last=drop_last),
+        callback_samplers=[
+            SamplerIntervalConfig(
+                RandomSampler(val_set) if val_shuffle else SequentialSampler(val_set),
+                every_n_updates=5,
+                batch_size=2,
+                name="val",
+            )
+        ],
+    )
+    arguments = {"multiprocessing_context": "fork"} if workers else {}
+    loaders = run.get_loaders(num_workers=workers, **arguments)
+    loaders.train.generator = generator
+    for loader in (loaders.train, loaders.evaluation["val"]):
+        loader.persistent_workers = persistent
+    return loaders.train, loaders.evaluation["val"], generator
+
+
+@pytest.mark.parametrize("bounded", [False, True], ids=["for-loop", "len-bounded"])
+@pytest.mark.parametrize("val_shuffle", [False, True], ids=["val-sequential", "val-shuffled"])
+@pytest.mark.parametrize("drop_last", [False, True], ids=["keep-last", "drop-last"])
+@pytest.mark.parametrize("seed", [None, 3], ids=["global", "generator"])
+@pytest.mark.parametrize("workers", [0, 2])
+def test_shuffled_loaders_take_their_orders_where_plain_loaders_take_them(
+    workers: int, seed: int | None, drop_last: bool, val_shuffle: bool, bounded: bool
+) -> None:
+    """torch's RandomSampler draws its seed (with a generator: its permutation) when its
+    epoch starts: the split loaders start each epoch's order where a plain loader does, so
+    batches and every random number the loop draws are the plain loop's, on one pool that
+    never restarts (it pauses before an epoch's first batches until the order is taken)."""
+    plain = shuffled_loop(*plain_shuffled(workers, seed, drop_last, val_shuffle), bounded)
+    split = shuffled_loop(*split_shuffled(workers, seed, drop_last, val_shuffle), bounded)
+    assert [row[:2] if isinstance(row, tuple) else row for row in split] == [
+        row[:2] if isinstance(row, tuple) else row for row in plain
+    ]
+    pids = set().union(*(row[2] for row in split if isinstance(row, tuple)))
+    assert len(pids) == max(workers, 1)  # one pool for the whole run, never restarted
+
+
+@pytest.mark.parametrize("seed", [None, 3], ids=["global", "generator"])
+def test_split_loaders_standing_for_persistent_loaders_draw_their_seed_once(
+    seed: int | None,
+) -> None:
+    """A persistent DataLoader's iterator draws its workers' base seed in its first iter()
+    only: split loaders with persistent_workers=True draw as such loaders do."""
+    plain = shuffled_loop(*plain_shuffled(2, seed, False, True, persistent=True), True)
+    split = shuffled_loop(*split_shuffled(2, seed, False, True, persistent=True), True)
+    assert [row[:2] if isinstance(row, tuple) else row for row in split] == [
+        row[:2] if isinstance(row, tuple) else row for row in plain
+    ]
+
+
+def test_load_update_resumes_after_a_framework_counted_update() -> None:
+    """A framework's checkpoint counts training batches only: the run continues after that
+    update, before the passes due there, or after them (skip_due_passes)."""
+    loaders = small_run()
+    loaders.load_update(4)  # val is due after every 4th update
+    place = loaders.next_place
+    assert place is not None and (place.source_index, place.update) == (1, 4)
+    loaders.load_update(4, skip_due_passes=True)
+    place = loaders.next_place
+    assert place is not None and (place.source_index, place.update) == (0, 4)
+    rest = [batch[0].tolist() for batch in loaders.train]
+    plain = [b.data[0].tolist() for b in small_run().loader if b.source == "train"]
+    assert rest == plain[4:6]  # the rest of epoch 0 (6 updates per epoch)
+    loaders.load_update(10**6)  # past the end: the end
+    assert loaders.next_place is None

@@ -491,6 +491,66 @@ def test_closed_split_loaders_continue_by_the_copies_states() -> None:
     assert head + rest == whole
 
 
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_shuffling_eval_set_on_split_loaders_as_on_plain_ones(workers: int) -> None:
+    """A stream and an eval set whose ``RandomSampler`` draws its order when its iteration
+    starts: the split loaders start it where a plain loader would (the pool pauses before
+    each pass until then, and loads on with the same workers), so the same loop on plain
+    loaders and on split loaders sees the same batches."""
+    from helpers import IdentityDataset
+    from torch.utils.data import RandomSampler
+
+    def shuffled() -> RandomSampler:
+        data = IdentityDataset(5, 100)
+        return RandomSampler(data, generator=torch.Generator().manual_seed(0))
+
+    def loop(train: Any, val: Any) -> list[list[Any]]:
+        seen, batches = [], iter(train)
+        for update in range(1, 15):
+            seen.append(values(next(batches)))
+            if update % 3 == 0:
+                seen.extend(values(batch) for batch in val)
+        return seen
+
+    args = context(workers)
+    plain_train = DataLoader(ShardedStream([20, 20]), 2, num_workers=workers, **args)
+    sampler = shuffled()
+    plain_val = DataLoader(sampler.data_source, 2, sampler=sampler, num_workers=workers, **args)
+    callback = SamplerIntervalConfig(shuffled(), every_n_updates=3, batch_size=2, name="val")
+    run = InterleavedSampler(
+        Stream(ShardedStream([20, 20])),
+        InterleavedSamplerConfig(batch_size=2, max_updates=14),
+        callback_samplers=[callback],
+    )
+    loaders = run.get_loaders(workers, **args)
+    assert loop(loaders.train, loaders.evaluation["val"]) == loop(plain_train, plain_val)
+
+
+def test_the_copies_states_outlive_a_pause_of_the_pool() -> None:
+    """The pool pauses before a pass over a shuffling eval set and iterates again: the state
+    saved right after the pass still holds the copies' states (the state route)."""
+    from helpers import IdentityDataset
+    from torch.utils.data import RandomSampler
+
+    data = IdentityDataset(5, 100)
+    callback = SamplerIntervalConfig(RandomSampler(data), every_n_updates=3, batch_size=2)
+    run = InterleavedSampler(
+        Stream(StatefulStream([20, 20])),
+        InterleavedSamplerConfig(batch_size=2, max_updates=6),
+        callback_samplers=[callback],
+    )
+    loaders = run.get_loaders(2, **FORK)  # workers prefetch up to the pause
+    train = iter(loaders.train)
+    for _ in range(3):
+        next(train)
+    assert loaders.loader.batch_sampler.paused
+    assert len(list(loaders.evaluation["callback0"])) == 3
+    assert loaders.state_dict()["stream_copies"] == [
+        {"consumed": 4, "iteration": 0, "state": {"epoch": 0, "position": 4}},
+        {"consumed": 2, "iteration": 0, "state": {"epoch": 0, "position": 2}},
+    ]
+
+
 def test_a_cached_eval_set_with_a_stream() -> None:
     evals: list[EvalSet] = [(5, 100, {"every_n_updates": 2, "batch_size": 2, "cache": True})]
     config = {"batch_size": 2, "max_updates": 9}

@@ -69,6 +69,7 @@ def drawn_settings(draw: st.DrawFn) -> Setting:
     best = strategy != "no" and draw(st.booleans())
     save_steps = eval_steps * draw(st.integers(1, 2)) if best else draw(st.integers(2, 5))
     one_eval_set = draw(st.booleans())
+    workers = draw(st.sampled_from([0, 0, 2]))
     arguments = {
         "eval_strategy": strategy,
         "eval_steps": eval_steps,
@@ -78,7 +79,8 @@ def drawn_settings(draw: st.DrawFn) -> Setting:
         "per_device_train_batch_size": draw(st.integers(2, 5)),
         "gradient_accumulation_steps": draw(st.integers(1, 3)),
         "dataloader_drop_last": draw(st.booleans()),
-        "dataloader_num_workers": draw(st.sampled_from([0, 0, 2])),
+        "dataloader_num_workers": workers,
+        "dataloader_persistent_workers": workers > 0 and draw(st.booleans()),
         "logging_steps": draw(st.integers(1, 3)),
         "save_strategy": strategy if best else "steps",
         "save_steps": save_steps,
@@ -145,6 +147,7 @@ def test_the_same_run_and_resume_as_trainer_on_drawn_settings(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1500)
 @drawn(40)
 @given(setting=drawn_settings(), data=st.data())
 def test_the_same_run_and_resume_as_trainer_on_many_drawn_settings(
@@ -175,14 +178,20 @@ def test_one_eval_set_and_dropout_on_trainers_defaults(strategy: str, tmp_path: 
     assert sum("eval_loss" in entry for entry in trainers[1].state.log_history) >= 2
 
 
-@pytest.mark.parametrize("step", [4, 8], ids=["mid-epoch", "epoch-end"])
-def test_a_resume_on_trainers_own_sampler_is_trainers_resume(step: int, tmp_path: Path) -> None:
+WORKERS = {"dataloader_num_workers": 2, "dataloader_persistent_workers": True}
+
+
+@pytest.mark.parametrize("workers", [{}, WORKERS], ids=["no-workers", "persistent-workers"])
+@pytest.mark.parametrize("step", [2, 4, 8], ids=["mid-epoch", "epoch-end", "second-epoch-end"])
+def test_a_resume_on_trainers_own_sampler_is_trainers_resume(
+    step: int, workers: dict[str, Any], tmp_path: Path
+) -> None:
     """Trainer resumes exactly inside an epoch on its seedable sampler; so does the wrapper
     (it raised 'a start inside an epoch needs a train sampler that repeats its epoch
-    order'). 30 samples of batch 8: 4 steps per epoch."""
-    setting = Setting(
-        {**DEFAULTS.arguments, "per_device_train_batch_size": 8}, 30, True, 0.3, False
-    )
+    order'). 30 samples of batch 8: 4 steps per epoch. With persistent workers Trainer reads
+    the resumed epoch through a copy of its loader, which draws a seed of its own."""
+    arguments = {**DEFAULTS.arguments, "per_device_train_batch_size": 8, "save_steps": 2}
+    setting = Setting({**arguments, **workers}, 30, True, 0.3, False)
     for plain in (True, False):
         setting.trainer(plain, tmp_path / f"whole-{plain}").train()
     resumed = []

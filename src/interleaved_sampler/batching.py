@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import islice
+from itertools import chain, islice
 from typing import Any, Protocol
 
 from torch.utils.data import Sampler
@@ -126,6 +126,7 @@ class Source:
         used: int | None = None,
         chunk: int | None = None,
         ranks: Ranks | None = None,
+        order: Iterator[int] | None = None,
     ) -> PartReader:
         """A reader of this rank's parts of the global batches of one iteration (an epoch or
         a pass) of the sampler, from ``position`` on.
@@ -137,7 +138,11 @@ class Source:
             used: the indices an epoch uses (main sampler), for error messages.
             chunk: split batches into contiguous chunks of this size (else strided).
             ranks: the group of a global run (see :meth:`iterate_from`).
+            order: the iteration's indices, already started (:class:`Orders`); read from
+                its start (``position`` 0).
         """
+        if order is not None:
+            return _WholeBatchReader(self, order, sharding, context, used, chunk)
         strided = strided_order(self.sampler)
         if strided is not None and chunk is None:
             return _StridedReader(self, strided, position, sharding)
@@ -231,6 +236,71 @@ class _StridedReader:
         """Nothing to check: the order's length is the sampler's by construction."""
 
 
+class Orders:
+    """The orders of the samplers that draw theirs when an iteration starts, each started by
+    the code that stands for its source's plain loader, when that loader would start it.
+
+    torch's ``RandomSampler`` draws its seed (or, with a ``generator``, its permutation)
+    when its iteration starts, so its order depends on the random numbers drawn before that
+    moment. A split loader (:mod:`interleaved_sampler.split`) starts its source's next
+    iteration with :meth:`start` where a plain ``DataLoader`` starts it (in ``iter()`` with
+    workers, at the first batch without); the batch sampler reads that order, and its
+    iteration stops before an iteration not started yet (the loader resumes it then).
+    Sources whose sampler repeats its order (:func:`repeats_epoch_order`) need none of this.
+
+    Args:
+        sources: the run's sources (the main one first).
+
+    Example:
+        >>> from torch.utils.data import RandomSampler
+        >>> orders = Orders([Source(RandomSampler(range(4)), "train", range(4), 0, 4)])
+        >>> orders.needed(0), orders.is_started(0)
+        (True, False)
+        >>> orders.start(0)  # RandomSampler draws its seed now
+        >>> sorted(orders.take(0))
+        [0, 1, 2, 3]
+    """
+
+    def __init__(self, sources: Sequence[Source]) -> None:
+        self._samplers = [source.sampler for source in sources]
+        self._started: dict[int, Iterator[int]] = {}  # source index -> an order not read yet
+        self._last: dict[int, Iterator[int]] = {}  # source index -> its last order started
+
+    def needed(self, source_index: int) -> bool:
+        """Whether the source's iterations are started here: its sampler does not repeat its
+        order."""
+        return not repeats_epoch_order(self._samplers[source_index])
+
+    def is_started(self, source_index: int) -> bool:
+        """Whether the source's next iteration is started and not yet taken for reading."""
+        return source_index in self._started
+
+    def start(self, source_index: int, epoch: int | None = None) -> None:
+        """Start the source's next iteration now (after ``set_epoch(epoch)`` where ``epoch``
+        is given and the sampler has it): its first index is drawn, and with it whatever the
+        sampler draws when it starts."""
+        sampler = self._samplers[source_index]
+        set_epoch = getattr(sampler, "set_epoch", None)
+        if epoch is not None and set_epoch is not None:
+            set_epoch(epoch)
+        indices: Iterator[int] = iter(sampler)
+        first = next(indices, None)
+        order = indices if first is None else chain((first,), indices)
+        self._started[source_index] = self._last[source_index] = order
+
+    def take(self, source_index: int) -> Iterator[int]:
+        """The started order of the source's next iteration, to read."""
+        return self._started.pop(source_index)
+
+    def finish(self, source_index: int) -> None:
+        """Iterate the source's last started order to its end, as torch's ``BatchSampler``
+        does after the last batch of an iteration (a ``RandomSampler`` with a ``generator``
+        draws there once more). Call it once the batch sampler has read what it needs."""
+        order = self._last.pop(source_index, None)
+        for _ in order or ():
+            pass
+
+
 class InterleavedBatchSampler(Sampler[list[int]]):
     """Yields the batches of global indices of a run, in the order the loop consumes them.
 
@@ -248,6 +318,11 @@ class InterleavedBatchSampler(Sampler[list[int]]):
     It implements the state protocol: :meth:`state_dict` is the position after the batches
     it has produced, and :meth:`load_state_dict` makes the next ``iter()`` continue from
     such a position.
+
+    With :attr:`orders` set (split loaders set it), the iterations of samplers that do not
+    repeat their order are started by the loaders (see :class:`Orders`), and an iteration
+    of the batch sampler stops (:attr:`paused`) before one not started yet; the next
+    ``iter()`` continues there, reading on in the epoch's order.
 
     Args:
         schedule: the run's schedule.
@@ -307,6 +382,9 @@ class InterleavedBatchSampler(Sampler[list[int]]):
         self._resume_at = 0
         self._restart_epoch_order = False
         self._resume_copies: list[CopyState | None] = [None] * self.copies
+        self.orders: Orders | None = None
+        # the training source's reader when the iteration paused
+        self._paused: _EpochReader | _StreamReader | None = None
 
     def __len__(self) -> int:
         return self.schedule.num_batches
@@ -331,13 +409,18 @@ class InterleavedBatchSampler(Sampler[list[int]]):
                 "(torchdata's StatefulDataLoader) works with num_workers 0 or 1"
             )
         self._produced = start
-        if start:  # a position kept at shutdown is checked when a run resumes from it
-            self.check_resumable(self.schedule.seek(start), restart)
-        training = self._training_reader(restart, copies, served)
+        epoch, self._paused = self._paused, None
+        if epoch is None:
+            if start:  # a position kept at shutdown is checked when a run resumes from it
+                self.check_resumable(self.schedule.seek(start), restart)
+            epoch = self._training_reader(restart, copies, served)
         slots = 0  # items yielded: torch hands item s to worker s mod num_workers
         for step in self.schedule.steps(self.schedule.seek(start)):
+            if not self._is_started(step, epoch):
+                self._resume_at, self._paused = self._produced, epoch
+                return
             if isinstance(step, TrainingSpan):
-                batches = training.batches(step, self.tagged)
+                batches = epoch.batches(step, self.tagged)
             else:
                 batches = self._callback_pass(step)
             for batch in batches:
@@ -355,7 +438,26 @@ class InterleavedBatchSampler(Sampler[list[int]]):
         source = self.sources[0]
         if isinstance(source.sampler, Stream):  # copy states for the loader that keeps them
             return _StreamReader(self, copies, states=served)
-        return _EpochReader(source, self.schedule, self.sharding, restart, self.ranks)
+        return _EpochReader(source, self.schedule, self.sharding, restart, self.ranks, self.orders)
+
+    @property
+    def paused(self) -> bool:
+        """Whether the last iteration stopped before an iteration of a sampler that its
+        loader has not started yet (see :class:`Orders`)."""
+        return self._paused is not None
+
+    def _is_started(
+        self, step: TrainingSpan | CallbackPass, epoch: _EpochReader | _StreamReader
+    ) -> bool:
+        """Whether the samplers' iterations that ``step`` opens are started (or need not be)."""
+        orders = self.orders
+        if orders is None:
+            return True
+        if isinstance(step, TrainingSpan):
+            opens = step.first_update // self.schedule.structure.updates_per_epoch != epoch.epoch
+            return not opens or not orders.needed(0) or orders.is_started(0)
+        index = step.callback + 1
+        return bool(step.first_batch) or not orders.needed(index) or orders.is_started(index)
 
     @property
     def resume_position(self) -> int:
@@ -430,6 +532,7 @@ class InterleavedBatchSampler(Sampler[list[int]]):
         self._resume_at = self._produced = batches
         self._restart_epoch_order = restart_epoch_order
         self._resume_copies = list(copies or [None] * self.copies)
+        self._paused = None
 
     @property
     def _stream_size(self) -> int:
@@ -475,8 +578,17 @@ class InterleavedBatchSampler(Sampler[list[int]]):
         size, length = plan.batch_size, source.length
         replicas = self.sharding.num_replicas
         chunk = -(-size // replicas) if source.split == "contiguous" else None
+        orders, index = self.orders, step.callback + 1
+        order = (
+            orders.take(index) if orders and not step.first_batch and orders.needed(index) else None
+        )
         reader = source.reader(
-            step.first_batch * size, self.sharding, "in one pass", chunk=chunk, ranks=self.ranks
+            step.first_batch * size,
+            self.sharding,
+            "in one pass",
+            chunk=chunk,
+            ranks=self.ranks,
+            order=order,
         )
         for position in range(step.first_batch, plan.batches_per_pass):
             first, wanted = position * size, min(size, length - position * size)
@@ -618,8 +730,12 @@ class CachingBatchSampler(InterleavedBatchSampler):
 class _EpochReader:
     """Reads the main sampler for the training spans of a run, one epoch at a time.
 
-    An epoch's order is opened once (after ``set_epoch``) and read for exactly the
-    indices the epoch uses: never one that drop_last drops, never one past them.
+    An epoch's order is opened once (after ``set_epoch``) and read for exactly the indices
+    the epoch uses: never one that drop_last drops, never one past them. An order taken from
+    ``orders`` (its loader started it) is read to its end where torch's ``BatchSampler``
+    reads past the epoch's indices (a short last batch), the loader doing the rest. An epoch
+    restarted inside (``restart_order``) is read from the start of a new iteration, in whole
+    batches, as a fresh loader reads it.
     """
 
     def __init__(
@@ -629,26 +745,32 @@ class _EpochReader:
         sharding: Sharding,
         restart_order: bool,
         ranks: Ranks | None = None,
+        orders: Orders | None = None,
     ) -> None:
         self.source = source
         self.ranks = ranks
         self.structure = schedule.structure
         self.sharding = sharding
+        self.orders = orders if orders is not None and orders.needed(0) else None
         # the first epoch opened reads a sampler that cannot replay its order from its start
         self.restart_order = restart_order and not repeats_epoch_order(source.sampler)
         self.epoch = -1
+        self.shift = 0  # batches of the epoch done before its order (re)started
         self.reader: PartReader | None = None
 
     def batches(self, span: TrainingSpan, tagged: bool) -> Iterator[IndexBatch]:
         structure = self.structure
         per_epoch, size = structure.updates_per_epoch, structure.batch_size
         epoch, first = divmod(span.first_update, per_epoch)
-        reader = self.reader if epoch == self.epoch else self._open(epoch, first * size)
+        reader = self.reader if epoch == self.epoch else self._open(epoch, first)
         assert reader is not None
         last = per_epoch - 1
         for position in range(first, first + span.stop_update - span.first_update):
-            wanted = size if position != last else structure.last_batch_size
-            batch = reader.read(position * size, wanted)
+            at = position - self.shift  # the batch's place in the order read
+            wanted = size if at != last else structure.last_batch_size
+            batch = reader.read(at * size, wanted)
+            if at == last and wanted < size and self.orders is not None:
+                self.orders.finish(0)  # BatchSampler's short last batch reads past the end
             if tagged:
                 progress = structure.progress_at(epoch * per_epoch + position)
                 batch.tag = BatchTag(
@@ -656,19 +778,24 @@ class _EpochReader:
                 )
             yield batch
 
-    def _open(self, epoch: int, position: int) -> PartReader:
-        set_epoch = getattr(self.source.sampler, "set_epoch", None)
-        if set_epoch is not None:
-            set_epoch(epoch)
-        self.epoch = epoch
+    def _open(self, epoch: int, first: int) -> PartReader:
+        self.epoch, self.shift = epoch, 0
         if self.restart_order:
-            position, self.restart_order = 0, False
+            self.shift, self.restart_order = first, False
+        order = None
+        if self.orders is not None:
+            order = self.orders.take(0)  # set_epoch was called where it was started
+        else:
+            set_epoch = getattr(self.source.sampler, "set_epoch", None)
+            if set_epoch is not None:
+                set_epoch(epoch)
         self.reader = self.source.reader(
-            position,
+            (first - self.shift) * self.structure.batch_size,
             self.sharding,
             f"in epoch {epoch}",
             used=self.structure.samples_per_epoch,
             ranks=self.ranks,
+            order=order,
         )
         return self.reader
 
@@ -688,6 +815,7 @@ class _StreamReader:
         self.workers, self.copies, self.states = sampler.workers, sampler.copies, states
         self.size = sampler._stream_size
         self.pending = {state.copy: state for state in copies if state is not None}
+        self.epoch = 0  # a stream's one epoch
 
     def batches(self, span: TrainingSpan, tagged: bool) -> Iterator[StreamBatch]:
         structure, per_pass = self.schedule.structure, self.schedule.updates_per_train_pass

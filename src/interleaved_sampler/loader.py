@@ -67,7 +67,8 @@ class InterleavedDataLoader(DataLoader[Any]):
         # Read before the workers start: prefetching starts the batch sampler's iteration.
         sampler = self.batch_sampler
         self._consumed = sampler.resume_position
-        self._copies = sampler.resume_copies
+        if not sampler.paused:  # after a pause every batch before it was consumed: records hold
+            self._copies = sampler.resume_copies
         sampler.served = True  # this iterator serves what it leaves out (see its doc)
         batches: Iterator[Any] = super().__iter__()
         self._iteration = weakref.ref(batches)  # weak: dropping the loop's iterator frees it
@@ -86,6 +87,7 @@ class InterleavedDataLoader(DataLoader[Any]):
         shutdown = getattr(iteration, "_shutdown_workers", None)
         if shutdown is not None:
             shutdown()
+        self._iterator = None  # persistent_workers: the next iter() starts new ones
 
     @property
     def _is_accelerate_prepared(self) -> bool:

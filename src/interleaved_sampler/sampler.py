@@ -250,8 +250,13 @@ class InterleavedSampler:
             pin_memory: copy batches into pinned memory.
             tagged: yield :class:`~interleaved_sampler.data.InterleavedBatch` objects
                 instead of bare collated batches.
-            **dataloader_kwargs: as for :meth:`get_data_loader`.
+            **dataloader_kwargs: as for :meth:`get_data_loader`; ``persistent_workers``
+                defaults to ``True`` with workers: the loader iterates again (keeping its
+                workers) where a train sampler that draws its order when its epoch starts
+                (torch's ``RandomSampler``) lets the epoch's order be taken by the train
+                loader's ``iter()``, as a plain loader takes it.
         """
+        dataloader_kwargs.setdefault("persistent_workers", num_workers > 0)
         loader = self.get_data_loader(num_workers, pin_memory, tagged=True, **dataloader_kwargs)
         return InterleavedLoaders(self, loader, tagged)
 

@@ -11,14 +11,15 @@ next batch of the run comes from, and a loader asked out of turn raises
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from itertools import takewhile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from itertools import chain, takewhile
 from typing import Any, Protocol
 
 import torch
 
-from interleaved_sampler.batching import InterleavedBatchSampler, Source
-from interleaved_sampler.data import InterleavedBatch
+from interleaved_sampler.batching import InterleavedBatchSampler, Orders, Source
+from interleaved_sampler.data import IndexBatch, InterleavedBatch
 from interleaved_sampler.loader import InterleavedDataLoader
 from interleaved_sampler.schedule import Place, Position, Schedule
 from interleaved_sampler.sharding import Sharding
@@ -54,7 +55,11 @@ class _Run:
 
     def __init__(self, loader: InterleavedDataLoader, names: Sequence[str], tagged: bool) -> None:
         self.loader, self.names, self.tagged = loader, names, tagged
-        self.schedule: Schedule = loader.batch_sampler.schedule
+        batch_sampler = loader.batch_sampler
+        self.schedule: Schedule = batch_sampler.schedule
+        self.orders = batch_sampler.orders = Orders(batch_sampler.sources)
+        self.started_epoch = -1  # the last epoch whose train order a loader started
+        self.iterated: set[int] = set()  # sources whose loader was iterated
         self.iterator: Iterator[InterleavedBatch] | None = None
         self.places: Iterator[Place] = iter(())
         self.upcoming: Place | None = None
@@ -73,10 +78,67 @@ class _Run:
         of the plain loaders the split loaders stand for (each draws in its ``iter()``)."""
         if self.iterator is None:
             position = self.schedule.seek(self.loader.batches_consumed)
-            with torch.random.fork_rng(devices=[], enabled=self.loader.generator is None):
-                self.iterator = iter(self.loader)
+            self.started_epoch = -1  # a (re)start opens its first epoch anew
+            self._iterate()
             self.places = self.schedule.places(position)
             self.upcoming = next(self.places, None)
+
+    def _iterate(self) -> None:
+        """Iterate the pool's loader. A new iterator draws its workers' base seed in
+        ``_apart`` of the generator; a persistent one iterating again draws nothing, and its
+        prefetching may read an order a loader started, whose draws stay (a ``RandomSampler``
+        with a ``generator`` reads its order to the end there)."""
+        loader = self.loader
+        if loader.persistent_workers and getattr(loader, "_iterator", None) is not None:
+            self.iterator = iter(loader)
+            return
+        with _apart(loader.generator):
+            self.iterator = iter(loader)
+
+    def opens_order(self, source_index: int) -> bool:
+        """Whether the run's next batch opens an iteration of the source whose order a loader
+        must start (:class:`Orders`: its sampler draws its order when it starts)."""
+        place = self.peek()
+        if place is None or place.source_index != source_index:
+            return False
+        if not self.orders.needed(source_index):
+            return False
+        if source_index:
+            return not place.batch_in_pass
+        return place.update // place.batches_in_pass != self.started_epoch
+
+    def start_order(self, source_index: int) -> None:
+        """Start the order that the run's next batch opens (see :meth:`opens_order`), and let
+        the pool load on if it paused for it."""
+        place = self.peek()
+        assert place is not None
+        epoch = place.update // place.batches_in_pass if source_index == 0 else None
+        self.orders.start(source_index, epoch)
+        if epoch is not None:
+            self.started_epoch = epoch
+        if self.loader.batch_sampler.paused:  # every batch before the pause was taken
+            self._iterate()  # the same workers load on (persistent_workers)
+
+    def iteration(
+        self,
+        source_index: int,
+        generator: torch.Generator | None,
+        num_workers: int,
+        persistent: bool,
+        batches: Callable[[bool], Iterator[Any]],
+    ) -> Iterator[Any]:
+        """Start a split loader's iteration as a plain ``DataLoader``'s ``iter()`` starts: it
+        draws its workers' base seed from ``generator`` (a ``persistent`` one with workers:
+        in its first ``iter()`` only); with workers it then starts its sampler's iteration
+        (they prefetch), without workers that starts at the first batch. Returns
+        ``batches(started)``."""
+        prefetches = num_workers > 0 and self.opens_order(source_index)
+        if not (persistent and num_workers and source_index in self.iterated):
+            draw_base_seed(generator)  # a persistent loader's iterator draws it once
+        self.iterated.add(source_index)
+        if prefetches:
+            self.start_order(source_index)
+        return batches(prefetches)
 
     def take(self) -> Any:
         """The next batch of the run (the caller checked its place)."""
@@ -118,6 +180,22 @@ class _Run:
         )
 
 
+@contextmanager
+def _apart(generator: torch.Generator | None) -> Iterator[None]:
+    """Random numbers drawn inside do not move ``generator`` (the global one if ``None``):
+    the pool's own iterator starts there, and the split loaders draw what plain loaders
+    draw instead."""
+    if generator is None:
+        with torch.random.fork_rng(devices=[]):
+            yield
+        return
+    state = generator.get_state()
+    try:
+        yield
+    finally:
+        generator.set_state(state)
+
+
 def draw_base_seed(generator: torch.Generator | None) -> None:
     """Draw what a ``DataLoader`` iterator draws when it starts (its workers' base seed:
     one int64 from ``generator``, the global generator if ``None``)."""
@@ -134,33 +212,50 @@ class TrainLoader:
     batch while a pass is due, it raises :class:`OutOfTurnError`. Build it with
     :meth:`InterleavedSampler.get_loaders <interleaved_sampler.InterleavedSampler.get_loaders>`.
 
-    Each ``iter()`` draws from :attr:`generator` what a ``DataLoader`` iterator draws when
-    it starts (the global generator if ``None``), so that a loop's random numbers (dropout)
-    are those it draws with a plain ``DataLoader``; set it to the plain loader's
-    ``generator``.
+    The loop's random numbers (dropout) are those it draws with the plain ``DataLoader``
+    this one stands for, whose :attr:`generator`, :attr:`num_workers` and
+    :attr:`persistent_workers` it takes (set them to the plain loader's): each ``iter()``
+    draws from :attr:`generator` (the global generator if ``None``) what a ``DataLoader``
+    iterator draws when it starts (a persistent one: its first only), and a
+    train sampler that draws its order when its iteration starts (torch's
+    ``RandomSampler``) starts the epoch's iteration where that loader would: in ``iter()``
+    with workers (they prefetch), at the first batch without. The pool loads the passes
+    before an epoch meanwhile and pauses before the epoch's first batches until then (see
+    :class:`~interleaved_sampler.batching.Orders`).
     """
 
     def __init__(self, run: _Run) -> None:
         self._run = run
         self.generator: torch.Generator | None = None
+        self.num_workers: int = run.loader.num_workers
+        self.persistent_workers = False
 
     def __len__(self) -> int:
         return self._run.schedule.updates_per_train_pass
 
     def __iter__(self) -> Iterator[Any]:
-        draw_base_seed(self.generator)
-        return self._epoch()
+        run = self._run
+        return run.iteration(
+            0, self.generator, self.num_workers, self.persistent_workers, self._epoch
+        )
 
-    def _epoch(self) -> Iterator[Any]:
+    def _epoch(self, started: bool) -> Iterator[Any]:
         run, end = self._run, self._run.schedule.end_update
+        if not started and run.opens_order(0):
+            run.start_order(0)  # at the first batch, as a loader without workers
         place = run.peek()
         while True:
             if place is None:
                 return
             if place.source_index != 0:
                 raise run.out_of_turn("train", place)
-            yield run.take()
+            batch = run.take()
+            if place.is_last_in_pass and self.num_workers:
+                run.orders.finish(0)  # a prefetching loader reads its order to the end first
+            yield batch
             if place.is_last_in_pass or place.update + 1 == end:
+                if place.is_last_in_pass and not self.num_workers:
+                    run.orders.finish(0)  # asked past the epoch's end, as a for loop asks
                 return  # the epoch's (or the run's) last: the passes due after it follow
             place = run.peek()
 
@@ -172,13 +267,16 @@ class PassLoader:
     ``len()`` is the batches of one pass. Asked for a batch while the run's next batch is
     not of a pass over this set, it raises :class:`OutOfTurnError`; :meth:`apart` serves a
     pass outside the run (a framework's own, e.g. a sanity check) in the main process.
-    Each ``iter()`` and :meth:`apart` draws from :attr:`generator` what a ``DataLoader``
-    iterator draws when it starts (see :class:`TrainLoader`).
+    Each ``iter()`` and :meth:`apart` draws what the plain loader it stands for draws
+    when it starts, and where (:attr:`generator`, :attr:`num_workers`,
+    :attr:`persistent_workers`: see :class:`TrainLoader`).
     """
 
     def __init__(self, run: _Run, callback: int, batch_sampler: InterleavedBatchSampler) -> None:
         self._run, self.callback, self._batch_sampler = run, callback, batch_sampler
         self.generator: torch.Generator | None = None
+        self.num_workers: int = run.loader.num_workers
+        self.persistent_workers = False
 
     @property
     def name(self) -> str:
@@ -192,27 +290,35 @@ class PassLoader:
         place = run.peek()
         if place is None or place.source_index != self.callback + 1:
             raise run.out_of_turn(f"evaluation ({self.name!r})", place)
-        draw_base_seed(self.generator)
-        return self._pass(place)
+        source = self.callback + 1
+        persistent = self.persistent_workers
+        return run.iteration(source, self.generator, self.num_workers, persistent, self._pass)
 
-    def _pass(self, place: Place) -> Iterator[Any]:
-        run, upcoming = self._run, place
-        while True:
+    def _pass(self, started: bool) -> Iterator[Any]:
+        run = self._run
+        if not started and run.opens_order(self.callback + 1):
+            run.start_order(self.callback + 1)  # at the first batch, as without workers
+        upcoming = run.peek()
+        while upcoming is not None:  # a pass's batches follow each other
             yield run.take()
             if upcoming.is_last_in_pass:
                 return
-            upcoming = run.peek()  # type: ignore[assignment]  # a pass's batches follow
+            upcoming = run.peek()
 
     def apart(self) -> Iterator[Any]:
         """One whole pass over this set loaded in the main process, outside the run: the
         run's position and the pool are not touched. For evaluations a framework runs that
         no schedule knows in advance (a sanity check, an evaluation a user asks for)."""
         draw_base_seed(self.generator)
-        return self._apart()
+        batches = self._batch_sampler.one_pass(self.callback)
+        if self.num_workers:  # a prefetching loader starts its sampler in iter()
+            first = next(batches, None)
+            batches = chain([first] if first is not None else [], batches)
+        return self._apart(batches)
 
-    def _apart(self) -> Iterator[Any]:
-        loader, sampler = self._run.loader, self._batch_sampler
-        for indices in sampler.one_pass(self.callback):
+    def _apart(self, batches: Iterator[IndexBatch]) -> Iterator[Any]:
+        loader = self._run.loader
+        for indices in batches:
             batch = loader.collate_fn(loader.dataset.__getitems__(indices))  # type: ignore[attr-defined]
             yield batch if self._run.tagged else batch.data
 
@@ -308,40 +414,42 @@ class InterleavedLoaders:
                 that are still to come: for a framework that does not run, after a resume,
                 the evaluation due at the point it saved.
         """
-        self._run.stop()
-        loader = self._run.loader
-        batches = loader.batch_sampler.batches_of(state)
-        if skip_due_passes:
-            batches += self._due_batches(batches)
-        loader.load_position(
-            batches, restart_epoch_order=restart_epoch_order, copies=state.get(STREAM_COPIES)
-        )
+        batches = self._run.loader.batch_sampler.batches_of(state)
+        copies = state.get(STREAM_COPIES)
+        self._load_position(batches, restart_epoch_order, skip_due_passes, copies)
 
-    def load_update(self, update: int, *, restart_epoch_order: bool = False) -> None:
-        """Continue the run right after training update ``update`` and the passes due
-        there (a framework that resumes from its own counter, a checkpoint without this
-        run's state, does not run the evaluation due at the point it saved); past the run's
-        end, at its end.
+    def load_update(
+        self, update: int, *, restart_epoch_order: bool = False, skip_due_passes: bool = False
+    ) -> None:
+        """Continue the run right after training update ``update`` (before the passes due
+        there): for a framework's checkpoint that records its own progress counters, not
+        this library's state. A position past the run's end is the end.
 
         Args:
-            update: the training updates done (batches, not optimizer steps).
-            restart_epoch_order: see :meth:`InterleavedDataLoader.load_state_dict
-                <interleaved_sampler.InterleavedDataLoader.load_state_dict>`.
-
-        Raises:
-            ValueError: ``update`` is before the run's start.
+            update: training batches done.
+            restart_epoch_order: see :meth:`load_state_dict`.
+            skip_due_passes: see :meth:`load_state_dict`.
         """
         schedule = self._run.schedule
-        if not schedule.start.update <= update:
+        if update < schedule.start.update:
             raise ValueError(
                 f"update must be at or after the run's start ({schedule.start.update}), "
                 f"got {update}"
             )
-        update = min(update, schedule.end_update)
-        position = Position(update, len(schedule.passes_after(update)))
+        if update > schedule.end_update:
+            batches = schedule.num_batches
+        else:
+            batches = schedule.batches_at(Position(update))
+        self._load_position(batches, restart_epoch_order, skip_due_passes)
+
+    def _load_position(
+        self, batches: int, restart_epoch_order: bool, skip_due: bool, copies: object = None
+    ) -> None:
         self._run.stop()
+        if skip_due:
+            batches += self._due_batches(batches)
         self._run.loader.load_position(
-            schedule.batches_at(position), restart_epoch_order=restart_epoch_order
+            batches, restart_epoch_order=restart_epoch_order, copies=copies
         )
 
     def _due_batches(self, batches: int) -> int:

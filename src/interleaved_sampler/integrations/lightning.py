@@ -17,19 +17,31 @@ it derives the run from them and hands Lightning split loaders over one pool.
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
-from pytorch_lightning.trainer.states import TrainerFn
+from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint, Timer
+from pytorch_lightning.trainer.connectors.data_connector import (
+    _check_dataloader_iterable,
+    _process_dataloader,
+)
+from pytorch_lightning.trainer.states import RunningStage, TrainerFn
 from pytorch_lightning.utilities import rank_zero_warn
 from pytorch_lightning.utilities.model_helpers import is_overridden
 from pytorch_lightning.utilities.signature_utils import is_param_in_hook_signature
-from torch.utils.data import BatchSampler, DataLoader, IterableDataset
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    DistributedSampler,
+    IterableDataset,
+    RandomSampler,
+)
 
 from interleaved_sampler.config import InterleavedSamplerConfig, SamplerIntervalConfig
 from interleaved_sampler.data import InterleavedBatch
@@ -37,7 +49,7 @@ from interleaved_sampler.integrations.steps import update_of_step
 from interleaved_sampler.sampler import InterleavedSampler
 from interleaved_sampler.samplers import repeats_epoch_order
 from interleaved_sampler.schedule import EpochStructure
-from interleaved_sampler.split import InterleavedLoaders, PassLoader
+from interleaved_sampler.split import InterleavedLoaders, PassLoader, draw_base_seed
 
 
 def trainer_arguments() -> dict[str, Any]:
@@ -303,8 +315,6 @@ def _refuse_settings(trainer: pl.Trainer) -> None:
     defaults = {
         "fast_dev_run": ("fast_dev_run", False),  # first: these two set limits themselves
         "overfit_batches": ("overfit_batches", 0),
-        "limit_train_batches": ("limit_train_batches", 1.0),
-        "limit_val_batches": ("limit_val_batches", 1.0),
         "val_check_interval": ("_val_check_time_interval", None),  # a time
         "reload_dataloaders_every_n_epochs": ("reload_dataloaders_every_n_epochs", 0),
     }
@@ -316,6 +326,19 @@ def _refuse_settings(trainer: pl.Trainer) -> None:
                 "is fixed before fit starts and yields whole epochs and passes; leave it at its "
                 "default (to shorten a run, set max_steps or max_epochs)"
             )
+    limit_train, limit_val = trainer.limit_train_batches, trainer.limit_val_batches
+    if not _whole(limit_train):  # an int is a number of batches: 1 is one batch
+        raise ValueError(
+            f"InterleavedDataModule cannot follow Trainer(limit_train_batches={limit_train!r}): "
+            "the schedule yields whole epochs; leave it at its default, 1.0 (to shorten a run, "
+            "set max_steps or max_epochs)"
+        )
+    if limit_val != 0 and not _whole(limit_val):
+        raise ValueError(
+            f"InterleavedDataModule cannot follow Trainer(limit_val_batches="
+            f"{trainer.limit_val_batches!r}): every validation is a whole pass over each val "
+            "set; use 1.0 (whole passes) or 0 (no validation)"
+        )
     module = trainer.lightning_module
     if is_param_in_hook_signature(module.training_step, "dataloader_iter", explicit=True):
         raise ValueError(
@@ -323,11 +346,25 @@ def _refuse_settings(trainer: pl.Trainer) -> None:
             "would fetch batches itself, ahead of the validations due between them; take the "
             "batch argument, training_step(self, batch, batch_idx)"
         )
-    if trainer.max_epochs in (None, -1) and trainer.max_steps == -1:
+    if trainer.max_epochs in (None, -1) and trainer.max_steps == -1 and not _timed(trainer):
         raise ValueError(
-            "InterleavedDataModule needs the run's end: set Trainer(max_epochs=...) or "
-            "Trainer(max_steps=...), got neither"
+            "InterleavedDataModule needs the run's end: set Trainer(max_epochs=...), "
+            "Trainer(max_steps=...) or Trainer(max_time=...), got none"
         )
+
+
+def _whole(limit: float | None) -> bool:
+    """Whether a ``limit_*_batches`` is all batches: the float 1.0 (the int 1 is one batch)."""
+    return isinstance(limit, float) and limit == 1.0
+
+
+def _timed(trainer: pl.Trainer) -> bool:
+    """Whether ``Trainer(max_time=...)`` may end the run (Lightning's ``Timer`` callback)."""
+    return any(isinstance(callback, Timer) for callback in trainer.callbacks)  # type: ignore[attr-defined]
+
+
+# A run that only max_time ends: planned for this many epochs (Lightning's Timer stops it).
+_TIMED_EPOCHS = 10**6
 
 
 def _end_update(trainer: pl.Trainer, updates_per_epoch: int) -> int:
@@ -336,6 +373,8 @@ def _end_update(trainer: pl.Trainer, updates_per_epoch: int) -> int:
     ends = []
     if trainer.max_epochs not in (None, -1):
         ends.append(trainer.max_epochs * updates_per_epoch)
+    elif trainer.max_steps == -1:  # max_time alone ends it
+        ends.append(_TIMED_EPOCHS * updates_per_epoch)
     if trainer.max_steps != -1:
         accumulation = trainer.accumulate_grad_batches
         ends.append(update_of_step(trainer.max_steps, updates_per_epoch, accumulation))
@@ -357,18 +396,30 @@ def _validation_rule(
         return {"every_n_updates": check_batch}
     if check_batch == updates_per_epoch:
         return {"every_n_epochs": every_epochs}
+    if end_update >= _TIMED_EPOCHS * updates_per_epoch:
+        raise ValueError(
+            f"InterleavedDataModule cannot plan validations every {check_batch} batches in "
+            f"every {every_epochs}th epoch of a run that only Trainer(max_time=...) ends; set "
+            "max_epochs or max_steps too, or validate every epoch (check_val_every_n_epoch=1)"
+        )
     epochs = range(every_epochs - 1, -(-end_update // updates_per_epoch), every_epochs)
     in_epoch = range(check_batch, updates_per_epoch + 1, check_batch)
     updates = [e * updates_per_epoch + b for e in epochs for b in in_epoch]
     return {"at_updates": tuple(u for u in updates if u <= end_update)}
 
 
+def _lightning_checks_iterability() -> bool:
+    """Whether the caller's ``iter()`` is Lightning's check that a loader is iterable
+    (``_check_dataloader_iterable``, data_connector.py:385), which drops the iterator; a
+    plain ``DataLoader`` skips that check, so a view must not draw random numbers there."""
+    return sys._getframe(2).f_code is _check_dataloader_iterable.__code__
+
+
 class _TrainLoaderView:
     """The train loader Lightning iterates: one epoch of the run per ``iter()``.
 
-    It has the state protocol only so that Lightning does not warn that a mid-epoch resume
-    restarts the epoch: the run's position is saved and restored by the DataModule
-    (Lightning restores a loader's own state only in some cases).
+    It has no state of its own (the run's position is in the DataModule's state), so that a
+    checkpoint written under the wrapper loads into plain Lightning.
     """
 
     def __init__(self, loaders: InterleavedLoaders) -> None:
@@ -378,13 +429,9 @@ class _TrainLoaderView:
         return len(self._loaders.train)
 
     def __iter__(self) -> Iterator[Any]:
+        if _lightning_checks_iterability():
+            return iter(())
         return iter(self._loaders.train)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"position": "saved by InterleavedDataModule.state_dict"}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Nothing to do: InterleavedDataModule.load_state_dict restored the position."""
 
 
 class _ValLoaderView:
@@ -404,17 +451,75 @@ class _ValLoaderView:
         assert loaders is not None
         return loaders.evaluation[self._name]
 
-    def __iter__(self) -> Iterator[Any]:  # lazy: Lightning calls iter() once to check
+    def __iter__(self) -> Iterator[Any]:
+        if _lightning_checks_iterability():
+            return iter(())
         trainer, loader = self._datamodule.trainer, self._loader
         assert trainer is not None
         if trainer.sanity_checking:
-            yield from loader.apart()
-            return
+            return loader.apart()
         loaders = self._datamodule.loaders
         assert loaders is not None
         place = loaders.next_place
-        scheduled = place is not None and place.source_index == loader.callback + 1
-        yield from loader if scheduled or not trainer.should_stop else loader.apart()
+        if place is not None and place.source_index == loader.callback + 1:
+            return iter(loader)
+        if trainer.should_stop:
+            return loader.apart()
+        # Lightning starts a validation it does not run (it fast-forwards the one due at a
+        # resume): draw what its loader draws; reading it would be out of turn
+        draw_base_seed(loader.generator)
+        return _read_later(loader)
+
+
+def _read_later(loader: PassLoader) -> Iterator[Any]:
+    yield from loader
+
+
+class _CheckpointBridge(pl.Callback):
+    """Checkpoints both ways between plain Lightning and the wrapper: it writes the user's
+    DataModule state under the user's DataModule's own key (where plain Lightning restores
+    it), and restores a checkpoint without the wrapper's state (plain Lightning's) at the
+    position its loops' progress gives."""
+
+    def __init__(self, datamodule: InterleavedDataModule) -> None:
+        self._datamodule = datamodule
+
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        inner = self._datamodule.datamodule
+        state = inner.state_dict()
+        if state:
+            checkpoint[type(inner).__qualname__] = state
+
+    def on_load_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        fit_loop = checkpoint.get("loops", {}).get("fit_loop", {})
+        loader_states = fit_loop.get("state_dict", {})
+        if loader_states.get("combined_loader") == [_OLD_VIEW_STATE]:
+            del loader_states["combined_loader"]  # a view state of interleaved-sampler 0.3
+        if type(self._datamodule).__qualname__ in checkpoint:
+            return  # the wrapper's own state, restored by load_state_dict
+        inner = self._datamodule.datamodule
+        state = checkpoint.get(type(inner).__qualname__)
+        if state is not None:
+            inner.load_state_dict(state)
+        if fit_loop:
+            self._datamodule.resume_at_progress(fit_loop)
+
+
+# The train view state interleaved-sampler 0.3 wrote into checkpoints (it held nothing).
+_OLD_VIEW_STATE = {"position": "saved by InterleavedDataModule.state_dict"}
+
+
+# The hooks a DataModule shares with the LightningModule: Lightning calls the DataModule's
+# where it overrides them, else the module's (data_connector.py:359, _DataHookSelector).
+_BATCH_TRANSFER_HOOKS = (
+    "on_before_batch_transfer",
+    "transfer_batch_to_device",
+    "on_after_batch_transfer",
+)
 
 
 class InterleavedDataModule(pl.LightningDataModule):
@@ -447,10 +552,18 @@ class InterleavedDataModule(pl.LightningDataModule):
       another number of devices.
     - The sanity check and ``trainer.validate()`` are served apart, in the main process.
 
-    Refused at fit start, one message each: ``limit_train_batches``/``limit_val_batches``
-    other than 1.0, ``overfit_batches``, ``fast_dev_run``, a time ``val_check_interval``,
-    ``reload_dataloaders_every_n_epochs``, a ``dataloader_iter`` training step, loaders
-    that are not ``DataLoader``\\ s with ``len()``.
+    - Lightning's defaults give its run bit for bit: ``shuffle=True`` (the epoch's order is
+      drawn where Lightning's loader draws it; the pool pauses before the epoch's first
+      batches until then), dropout (the views draw what Lightning's loaders draw), a plain
+      Lightning checkpoint (resumed at the position of its loops' progress), and this
+      wrapper's checkpoints load in plain Lightning. Your DataModule's attributes and
+      ``hparams`` are reachable through the wrapper.
+
+    Refused at fit start, one message each: ``limit_train_batches`` other than 1.0,
+    ``limit_val_batches`` other than 1.0 or 0, ``overfit_batches``, ``fast_dev_run``, a
+    time ``val_check_interval``, ``reload_dataloaders_every_n_epochs``, a
+    ``dataloader_iter`` training step, loaders that are not ``DataLoader``\\ s with
+    ``len()``, with several devices a train sampler that draws its order on each rank.
 
     Args:
         datamodule: your DataModule.
@@ -459,9 +572,41 @@ class InterleavedDataModule(pl.LightningDataModule):
     def __init__(self, datamodule: pl.LightningDataModule) -> None:
         super().__init__()
         self.datamodule = datamodule
+        self.prepare_data_per_node = datamodule.prepare_data_per_node
+        self.allow_zero_length_dataloader_with_multiple_devices = (
+            datamodule.allow_zero_length_dataloader_with_multiple_devices
+        )
         self.loaders: InterleavedLoaders | None = None
         self._val_names: list[str] = []
         self._val_shape = "single"
+        self._bridge = _CheckpointBridge(self)
+        for hook in _BATCH_TRANSFER_HOOKS:  # yours where you override them, else the module's
+            if is_overridden(hook, datamodule):
+                setattr(self, hook, getattr(datamodule, hook))
+
+    def __getattr__(self, name: str) -> Any:
+        """Every attribute of your DataModule (``self.trainer.datamodule.num_classes``)."""
+        inner = self.__dict__.get("datamodule")
+        if inner is None or name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(inner, name)
+
+    @property
+    def hparams(self) -> Any:
+        """Your DataModule's ``hparams`` (``save_hyperparameters``): logged and checkpointed."""
+        return self.datamodule.hparams
+
+    @property
+    def hparams_initial(self) -> Any:
+        return self.datamodule.hparams_initial
+
+    @property
+    def _log_hyperparams(self) -> bool:
+        return bool(self.datamodule._log_hyperparams)
+
+    @_log_hyperparams.setter
+    def _log_hyperparams(self, value: bool) -> None:
+        """The wrapper has no hyperparameters of its own (set by the mixin's ``__init__``)."""
 
     def prepare_data(self) -> None:
         self.datamodule.prepare_data()
@@ -471,10 +616,14 @@ class InterleavedDataModule(pl.LightningDataModule):
         self.datamodule.setup(stage)
         if stage != TrainerFn.FITTING:
             return
-        assert self.trainer is not None
-        _refuse_settings(self.trainer)
-        self.loaders = self._build(self.trainer)
-        if self.trainer.ckpt_path is None:  # else the pool starts at the restored position
+        trainer = self.trainer
+        assert trainer is not None
+        _refuse_settings(trainer)
+        self.loaders = self._build(trainer)
+        callbacks: list[pl.Callback] = trainer.callbacks  # type: ignore[attr-defined]
+        if self._bridge not in callbacks:
+            callbacks.append(self._bridge)
+        if trainer.ckpt_path is None:  # else the pool starts at the restored position
             self.loaders.start()
 
     def _build(self, trainer: pl.Trainer) -> InterleavedLoaders:
@@ -483,12 +632,21 @@ class InterleavedDataModule(pl.LightningDataModule):
         train = _LoaderParts.of(train_loader, "train_dataloader()")
         assert isinstance(train_loader, DataLoader)
         world = trainer.world_size
-        validating = is_overridden("validation_step", trainer.lightning_module)
+        validating = is_overridden("validation_step", trainer.lightning_module) and bool(
+            trainer.limit_val_batches
+        )
         names, val_loaders, self._val_shape = (
             _as_list(inner.val_dataloader()) if validating else ([], [], "single")
         )
         self._val_names = names
         vals = [_LoaderParts.of(loader, "val_dataloader()") for loader in val_loaders]
+        # Lightning's own checks and warnings on your loaders (it sees only the views)
+        processed = _process_dataloader(
+            trainer, TrainerFn.FITTING, RunningStage.TRAINING, train_loader
+        )
+        for loader in val_loaders:
+            _process_dataloader(trainer, TrainerFn.FITTING, RunningStage.VALIDATING, loader)
+        train = replace(train, sampler=_train_sampler(trainer, train_loader, train.sampler))
         per_epoch = _updates_per_epoch(train, world)
         end = _end_update(trainer, per_epoch)
         rule = _validation_rule(trainer, per_epoch, end)
@@ -520,7 +678,30 @@ class InterleavedDataModule(pl.LightningDataModule):
             rank=trainer.global_rank,
             train_dataset=train.dataset,
         )
-        return sampler.get_loaders(**_loader_arguments(train_loader))
+        arguments = _loader_arguments(train_loader)
+        arguments["worker_init_fn"] = getattr(processed, "worker_init_fn", None)
+        loaders = sampler.get_loaders(**arguments)
+        # the random numbers each iter() draws, and when: those of your loaders
+        for split, loader in [(loaders.train, train_loader)] + [
+            (loaders.evaluation[name], val) for name, val in zip(names, val_loaders, strict=True)
+        ]:
+            assert isinstance(loader, DataLoader)
+            split.generator, split.num_workers = loader.generator, loader.num_workers
+            split.persistent_workers = loader.persistent_workers
+        return loaders
+
+    def resume_at_progress(self, fit_loop: Mapping[str, Any]) -> None:
+        """Continue the run where a checkpoint's fit loop progress (``checkpoint["loops"]
+        ["fit_loop"]``, of a plain Lightning run) says Lightning continues: after the
+        batches of the epochs completed and of the current one, without the validation due
+        there; the epoch's order as Lightning's resume has it (a new one for a train sampler
+        that does not repeat its order; the exact one for one that does)."""
+        assert self.loaders is not None, "setup('fit') builds the loaders"
+        epochs = int(fit_loop["epoch_progress"]["current"]["completed"])
+        batches = int(fit_loop["epoch_loop.batch_progress"]["current"]["processed"])
+        update = epochs * len(self.loaders.train) + batches
+        self.loaders.load_update(update, restart_epoch_order=True, skip_due_passes=True)
+        self.loaders.start()
 
     def train_dataloader(self) -> Any:
         assert self.loaders is not None, "setup('fit') builds the loaders"
@@ -541,15 +722,6 @@ class InterleavedDataModule(pl.LightningDataModule):
     def predict_dataloader(self) -> Any:
         return self.datamodule.predict_dataloader()
 
-    def transfer_batch_to_device(self, batch: Any, device: torch.device, index: int) -> Any:
-        return self.datamodule.transfer_batch_to_device(batch, device, index)
-
-    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        return self.datamodule.on_before_batch_transfer(batch, dataloader_idx)
-
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        return self.datamodule.on_after_batch_transfer(batch, dataloader_idx)
-
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {"datamodule": self.datamodule.state_dict()}
         if self.loaders is not None:
@@ -568,12 +740,42 @@ class InterleavedDataModule(pl.LightningDataModule):
     def teardown(self, stage: str) -> None:
         if stage == TrainerFn.FITTING and self.loaders is not None:
             self.loaders.close()
+            callbacks = self.trainer.callbacks if self.trainer is not None else []  # type: ignore[attr-defined]
+            if self._bridge in callbacks:
+                callbacks.remove(self._bridge)
         self.datamodule.teardown(stage)
 
     def on_exception(self, exception: BaseException) -> None:
         if self.loaders is not None:
             self.loaders.close()
         self.datamodule.on_exception(exception)
+
+
+def _train_sampler(trainer: pl.Trainer, loader: DataLoader[Any], sampler: Any) -> Any:
+    """The run's train sampler: the DataModule's, except with several devices where each
+    rank would draw its own order. There Lightning puts ``DistributedSampler(shuffle=True,
+    seed=PL_GLOBAL_SEED or 0)`` in place of a ``RandomSampler`` (data_connector.py:494,
+    ``_get_distributed_sampler``); the wrapper takes the same order as one global sampler and
+    splits each global batch over the ranks itself, which gives every rank the part of the
+    order Lightning's sampler gives it.
+
+    Raises:
+        ValueError: several devices and a train sampler that draws its order on each rank
+            (neither repeating its order nor torch's ``RandomSampler``), or
+            ``use_distributed_sampler=False`` with a ``RandomSampler``.
+    """
+    if trainer.world_size == 1 or repeats_epoch_order(sampler):
+        return sampler
+    injects = trainer._accelerator_connector.use_distributed_sampler
+    if isinstance(sampler, RandomSampler) and injects:
+        seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
+        return DistributedSampler(loader.dataset, num_replicas=1, rank=0, shuffle=True, seed=seed)
+    raise ValueError(
+        f"with {trainer.world_size} devices the train sampler {type(sampler).__name__} would "
+        "draw its own order on each rank, so the ranks' parts of a batch would overlap; use "
+        "sampler=SeededRandomSampler(dataset, seed=...) (or shuffle=True with "
+        "use_distributed_sampler=True, Lightning's default)"
+    )
 
 
 def _updates_per_epoch(train: _LoaderParts, world: int) -> int:

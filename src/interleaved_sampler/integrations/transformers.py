@@ -140,6 +140,7 @@ class InterleavedTrainer(Trainer):
         self._refuse_arguments()
         self._loaders: InterleavedLoaders | None = None
         self._resume: _Resume | None = None
+        self._fresh_train_iterations = 1  # train iterations that draw as a new loader's
 
     def _refuse_arguments(self) -> None:
         datasets = {"train_dataset": self.train_dataset}
@@ -271,6 +272,17 @@ class InterleavedTrainer(Trainer):
             train_dataset=dataset,
         )
         loaders = run.get_loaders(**self._loader_arguments())
+        # the random numbers Trainer's loaders draw (persistent ones: in their first iter)
+        for evaluation in loaders.evaluation.values():
+            evaluation.persistent_workers = self.args.dataloader_persistent_workers
+        # Trainer reads an epoch resumed inside through a skip_first_batches copy of its
+        # train loader, whose iterator draws; the loader's own first iteration comes after
+        inside = (
+            resume is not None
+            and not resume.restart_epoch
+            and resume.steps_done % steps_per_epoch(per_epoch, accumulation) > 0
+        )
+        self._fresh_train_iterations = 2 if inside else 1
         if resume is not None and not resume.restart_epoch:
             # a resumed Trainer does not run the evaluation due at its checkpoint
             state_file = os.path.join(resume.checkpoint, STATE_FILE)
@@ -278,7 +290,7 @@ class InterleavedTrainer(Trainer):
                 with open(state_file) as file:
                     loaders.load_state_dict(json.load(file), skip_due_passes=True)
             else:  # a checkpoint of Trainer's own: it skips the batches of its steps
-                loaders.load_update(update(resume.steps_done))
+                loaders.load_update(update(resume.steps_done), skip_due_passes=True)
         self._loaders = loaders
         return loaders
 
@@ -405,12 +417,19 @@ class _TrainView:
         self._trainer, self._parts = trainer, (dataset, collator, sampler)
         self.dataset = trainer.train_dataset
         self._length = trainer._updates_per_epoch(sampler)
+        self._iterations = 0
 
     def __len__(self) -> int:
         return self._length
 
     def __iter__(self) -> Iterator[Any]:
-        return iter(self._trainer._start_run(*self._parts).train)
+        trainer = self._trainer
+        train = trainer._start_run(*self._parts).train
+        # each iter() draws what Trainer's loader iterators draw: a persistent one, once
+        fresh = self._iterations < trainer._fresh_train_iterations
+        train.persistent_workers = trainer.args.dataloader_persistent_workers and not fresh
+        self._iterations += 1
+        return iter(train)
 
 
 class _EvalView(DataLoaderStateMixin):  # type: ignore[misc]

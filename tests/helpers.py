@@ -15,8 +15,6 @@ import torch
 from torch.utils.data import Dataset, SequentialSampler
 
 from interleaved_sampler import InterleavedSampler, InterleavedSamplerConfig, SamplerIntervalConfig
-from interleaved_sampler.batching import InterleavedBatchSampler
-from interleaved_sampler.state import make_state
 
 
 class IdentityDataset(Dataset[int]):
@@ -122,9 +120,3 @@ def torchrun_launch(
         stdout, stderr = launch.communicate()
         pytest.fail(f"torchrun hung for {timeout} s:\n{stdout}\n{stderr[-5000:]}")
     return subprocess.CompletedProcess(command, launch.returncode, stdout, stderr)
-
-
-def state_after(batch_sampler: InterleavedBatchSampler, batches: int) -> dict[str, Any]:
-    """The state of the position after the first ``batches`` batches of a run."""
-    sampler = batch_sampler
-    return make_state(sampler.fingerprint, sampler.schedule, sampler.names, batches)

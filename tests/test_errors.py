@@ -23,7 +23,7 @@ from faulty import (
     PidDataset,
     failing_collate,
 )
-from helpers import batches, seq, state_after
+from helpers import batches, seq
 from pydantic import ValidationError
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, SequentialSampler
 
@@ -608,14 +608,14 @@ def test_e28_a_state_inside_a_pass_over_a_shuffling_callback() -> None:
     callback = every(RandomSampler(range(6)), batch_size=2, name="val")
     sampler = InterleavedSampler(seq(2), config(), callback_samplers=[callback])
     with pytest.raises(ValueError) as error:
-        sampler.batch_sampler.load_state_dict(state_after(sampler.batch_sampler, 2))
+        sampler.batch_sampler.load_state_dict(sampler.batch_sampler.state_at(2))
     assert_names(error, "resume inside a pass", "the val sampler (RandomSampler)", "batch 1")
 
 
 def test_e18_also_for_a_state_inside_an_epoch() -> None:
     sampler = InterleavedSampler(RandomSampler(range(8)), config())
     with pytest.raises(ValueError) as error:
-        sampler.get_data_loader().load_state_dict(state_after(sampler.batch_sampler, 1))
+        sampler.get_data_loader().load_state_dict(sampler.batch_sampler.state_at(1))
     assert_names(error, "got RandomSampler", "update 1", "start_epoch=0")
 
 

@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 import torch
-from helpers import state_after
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scenarios import Scenario, scenarios
@@ -100,7 +99,7 @@ def test_asking_out_of_turn_raises_and_loses_nothing(scenario: Scenario, data: A
         return
     sampler, model, k = drawn
     loaders = sampler.get_loaders(tagged=True)
-    loaders.load_state_dict(state_after(loaders.loader.batch_sampler, k))
+    loaders.load_state_dict(loaders.loader.batch_sampler.state_at(k))
     names = list(loaders.evaluation)
     upcoming = model[k] if k < len(model) else None
     for i, name in enumerate(names):

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import torch
-from helpers import IdentityDataset, seq, state_after
+from helpers import IdentityDataset, seq
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from scenarios import Scenario, scenarios
@@ -511,9 +511,9 @@ def test_a_mid_epoch_state_needs_a_sampler_that_repeats_its_order() -> None:
         )
 
     with pytest.raises(ValueError, match="got RandomSampler and a start at update 1"):
-        make().get_data_loader().load_state_dict(state_after(make().batch_sampler, 1))
+        make().get_data_loader().load_state_dict(make().batch_sampler.state_at(1))
     loader = make().get_data_loader()
-    loader.load_state_dict(state_after(make().batch_sampler, 4))  # an epoch boundary
+    loader.load_state_dict(make().batch_sampler.state_at(4))  # an epoch boundary
     assert len(list(loader)) == 4
 
 
@@ -526,11 +526,11 @@ def test_a_mid_pass_state_needs_a_callback_sampler_that_repeats_its_order() -> N
             callback_samplers=[callback],
         )
 
-    inside = state_after(make().batch_sampler, 2)  # train, then batch 1 of the pass
+    inside = make().batch_sampler.state_at(2)  # train, then batch 1 of the pass
     with pytest.raises(ValueError, match=r"resume inside a pass .*\(RandomSampler\)"):
         make().batch_sampler.load_state_dict(inside)
     sampler = make()
-    sampler.batch_sampler.load_state_dict(state_after(make().batch_sampler, 4))  # after it
+    sampler.batch_sampler.load_state_dict(make().batch_sampler.state_at(4))  # after it
     assert list(next(iter(sampler.batch_sampler))) == [2, 3]
 
 

@@ -472,7 +472,11 @@ class InterleavedBatchSampler(Sampler[list[int]]):
 
     def state_dict(self) -> dict[str, Any]:
         """The position after the batches produced so far (plain, JSON-able data)."""
-        return make_state(self.fingerprint, self.schedule, self.names, self._produced)
+        return self.state_at(self._produced)
+
+    def state_at(self, batches: int) -> dict[str, Any]:
+        """The state of the position after the first ``batches`` batches of the run."""
+        return make_state(self.fingerprint, self.schedule, self.names, batches)
 
     def load_state_dict(self, state: dict[str, Any], *, restart_epoch_order: bool = False) -> None:
         """Make the next ``iter()`` continue right after the position ``state`` names.

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 from interleaved_sampler.batching import CachingBatchSampler, InterleavedBatchSampler
 from interleaved_sampler.cache import PassCache
 from interleaved_sampler.schedule import TrainingProgress
-from interleaved_sampler.state import STREAM_COPIES, make_state
+from interleaved_sampler.state import STREAM_COPIES
 from interleaved_sampler.stream import CopyState, EmptySlot, StreamData
 
 
@@ -169,8 +169,7 @@ class InterleavedDataLoader(DataLoader[Any]):
 
     def state_dict(self) -> dict[str, Any]:
         """The position after the batches the loop has consumed (plain, JSON-able data)."""
-        sampler = self.batch_sampler
-        state = make_state(sampler.fingerprint, sampler.schedule, sampler.names, self._consumed)
+        state = self.batch_sampler.state_at(self._consumed)
         if any(copy is not None for copy in self._copies):
             state[STREAM_COPIES] = [None if c is None else c.as_dict() for c in self._copies]
         return state

@@ -191,13 +191,33 @@ class Stream(IterableDataset[dict[str, torch.Tensor]]):
         return iter(example.regression(4, 0))
 
 
-@pytest.mark.parametrize("which", ["train", "eval"])
-def test_iterable_datasets_are_refused(which: str, tmp_path: Path) -> None:
-    datasets = {"train_dataset": example.regression(8, 0), "eval_dataset": example.regression(4, 1)}
-    datasets[f"{which}_dataset"] = Stream()
+@pytest.mark.parametrize("eval_dataset", ["one", "dict"])
+def test_an_iterable_eval_dataset_is_refused(eval_dataset: str, tmp_path: Path) -> None:
+    evaluation = Stream() if eval_dataset == "one" else {"a": Stream()}
+    name = "eval_dataset" if eval_dataset == "one" else r"eval_dataset\['a'\]"
     args = example.arguments(example.RunConfig(output=tmp_path, max_steps=4))
-    with pytest.raises(TypeError, match=rf"IterableDataset as {which}_dataset \(Stream\)"):
-        InterleavedTrainer(model=example.Regression(), args=args, **datasets)
+    with pytest.raises(TypeError, match=rf"IterableDataset as {name} \(Stream\)"):
+        InterleavedTrainer(
+            model=example.Regression(),
+            args=args,
+            train_dataset=example.regression(8, 0),
+            eval_dataset=evaluation,
+        )
+
+
+def test_an_iterable_train_dataset_on_several_processes_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Trainer dispatches a stream's batches from process 0; one pool per process cannot."""
+    args = example.arguments(example.RunConfig(output=tmp_path, max_steps=4))
+    monkeypatch.setattr(type(args), "world_size", property(lambda self: 2))
+    with pytest.raises(ValueError, match=r"IterableDataset train set \(Stream\) in one process"):
+        InterleavedTrainer(
+            model=example.Regression(),
+            args=args,
+            train_dataset=Stream(),
+            eval_dataset=example.regression(4, 1),
+        )
 
 
 def test_split_batches_is_refused(tmp_path: Path) -> None:

@@ -1,11 +1,13 @@
 """InterleavedTrainer against Trainer on Trainer's own settings, drawn by hypothesis: no
-sampler override, one eval set or a dict, dropout, early stopping, workers; log_history and
-weights bit for bit, uninterrupted and resumed from the same checkpoint (each trainer's
-own, Trainer's checkpoint under InterleavedTrainer, and the other way round)."""
+sampler override, one eval set or a dict, dropout, early stopping, workers, a map-style or a
+streaming (``IterableDataset``) train set; log_history and weights bit for bit,
+uninterrupted and resumed from the same checkpoint (each trainer's own, Trainer's checkpoint
+under InterleavedTrainer, and the other way round)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_transformers import assert_same
+from torch.utils.data import IterableDataset, get_worker_info
 from torchrun_worker import load_example
 from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
 
@@ -30,6 +33,7 @@ class Setting:
     one_eval_set: bool
     dropout: float
     early_stopping: bool
+    stream: str = ""  # the train set: "" map-style, "datasets" or "sharded" a stream
 
     def trained(self, plain: bool, output: Path) -> Trainer:
         """A trainer that has trained (built right before, as Trainer seeds at init)."""
@@ -46,10 +50,45 @@ class Setting:
             args=TrainingArguments(
                 output_dir=str(output), **{**FIXED, **self.arguments, **changes}
             ),
-            train_dataset=example.regression(self.train_size, 0),
+            train_dataset=train_set(self.stream, self.train_size),
             eval_dataset=eval_sets["a"] if self.one_eval_set else eval_sets,
             callbacks=callbacks if self.early_stopping else None,
         )
+
+
+class ShardedRows(IterableDataset[dict[str, Any]]):
+    """A stream of regression rows without ``state_dict``: worker ``w`` of ``W`` yields the
+    rows ``w, w + W, ...``."""
+
+    def __init__(self, size: int) -> None:
+        self.rows = example.regression(size, 0)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        return iter(self.rows[worker::workers])
+
+
+# Rows of a train stream: more than a run of the tests reads from any worker's copy, so the
+# runs end before a copy runs out (where the wrapper's copies restart and Trainer's epoch ends).
+STREAM_ROWS = 400
+
+
+def train_set(stream: str, size: int) -> Any:
+    """The train set: ``size`` regression rows, or a stream of :data:`STREAM_ROWS` of them (a
+    Hugging Face ``datasets`` stream of 4 shards, which has ``state_dict``, or
+    :class:`ShardedRows`)."""
+    if stream == "sharded":
+        return ShardedRows(STREAM_ROWS)
+    if stream == "datasets":
+        from datasets import Dataset
+
+        rows = example.regression(STREAM_ROWS, 0)
+        table = {key: [row[key].tolist() for row in rows] for key in ("x", "labels")}
+        return Dataset.from_dict({**table, "id": list(range(STREAM_ROWS))}).to_iterable_dataset(
+            num_shards=4
+        )
+    return example.regression(size, 0)
 
 
 FIXED: dict[str, Any] = {
@@ -97,6 +136,17 @@ def drawn_settings(draw: st.DrawFn) -> Setting:
     )
 
 
+@st.composite
+def drawn_stream_settings(draw: st.DrawFn) -> Setting:
+    """A drawn setting over a stream, which Trainer trains for ``max_steps`` only."""
+    setting = draw(drawn_settings())
+    arguments = {**setting.arguments, "max_steps": draw(st.integers(3, 10))}
+    return replace(setting, arguments=arguments, stream=draw(st.sampled_from(STREAMS)))
+
+
+STREAMS = ["datasets", "sharded"]
+
+
 def checkpoints(output: Path) -> list[Path]:
     return sorted(output.glob("checkpoint-*"), key=lambda path: int(path.name.split("-")[1]))
 
@@ -112,9 +162,12 @@ def check_same_as_trainer(setting: Setting, data: st.DataObject, tmp: Path) -> N
     if not saved:
         return
     checkpoint = data.draw(st.sampled_from(saved), label="checkpoint")
-    longer = {
-        "num_train_epochs": setting.arguments["num_train_epochs"] + data.draw(st.integers(0, 1))
-    }
+    more = data.draw(st.integers(0, 1), label="more")
+    longer = (
+        {"max_steps": setting.arguments["max_steps"] + 3 * more}
+        if setting.stream
+        else {"num_train_epochs": setting.arguments["num_train_epochs"] + more}
+    )
     resumed = {}
     for name, plain_trainer, folder in [
         ("plain", True, checkpoint),  # Trainer's own resume
@@ -154,6 +207,27 @@ def test_the_same_run_and_resume_as_trainer_on_many_drawn_settings(
     setting: Setting, data: st.DataObject, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     check_same_as_trainer(setting, data, tmp_path_factory.mktemp("hf"))
+
+
+@drawn(4)
+@given(setting=drawn_stream_settings(), data=st.data())
+def test_the_same_run_and_resume_as_trainer_on_a_stream(
+    setting: Setting, data: st.DataObject, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """An ``IterableDataset`` train set with ``max_steps``: Trainer's batches (each worker's
+    copy, round-robin), evaluations, resume (Trainer replays the stream; the wrapper brings
+    each copy to its position by its state or by replay) and log, bit for bit."""
+    check_same_as_trainer(setting, data, tmp_path_factory.mktemp("hf-stream"))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1500)
+@drawn(24)
+@given(setting=drawn_stream_settings(), data=st.data())
+def test_the_same_run_and_resume_as_trainer_on_many_drawn_streams(
+    setting: Setting, data: st.DataObject, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    check_same_as_trainer(setting, data, tmp_path_factory.mktemp("hf-stream"))
 
 
 # --- the bugs a new user met, one test each -------------------------------------------------
@@ -249,6 +323,27 @@ def test_training_longer_on_resume_continues_as_trainer(tmp_path: Path) -> None:
     for plain, source in [(True, True), (False, False), (False, True)]:
         trainer = setting.trainer(plain, tmp_path / f"three-{plain}-{source}", num_train_epochs=3)
         trainer.train(resume_from_checkpoint=str(tmp_path / f"two-{source}" / "checkpoint-8"))
+        resumed.append(trainer)
+    assert_same(resumed[1], resumed[0])
+    assert_same(resumed[2], resumed[0])
+
+
+@pytest.mark.parametrize("stream", STREAMS)
+@pytest.mark.parametrize("workers", [{}, WORKERS], ids=["no-workers", "persistent-workers"])
+def test_a_stream_on_trainers_defaults_is_trainers_run(
+    stream: str, workers: dict[str, Any], tmp_path: Path
+) -> None:
+    """One eval set, dropout, evaluation every 3 steps, resumed at step 4 from each trainer's
+    checkpoint (the wrapper's saves the copies' states of a ``datasets`` stream)."""
+    arguments = {**DEFAULTS.arguments, "max_steps": 10, **workers}
+    setting = replace(DEFAULTS, arguments=arguments, stream=stream)
+    whole = [setting.trained(plain, tmp_path / f"whole-{plain}") for plain in (True, False)]
+    assert_same(*whole)
+    assert sum("eval_loss" in entry for entry in whole[1].state.log_history) == 4  # 3 6 9 10
+    resumed = []
+    for plain, source in [(True, True), (False, False), (False, True)]:
+        trainer = setting.trainer(plain, tmp_path / f"rest-{plain}-{source}")
+        trainer.train(resume_from_checkpoint=str(tmp_path / f"whole-{source}" / "checkpoint-4"))
         resumed.append(trainer)
     assert_same(resumed[1], resumed[0])
     assert_same(resumed[2], resumed[0])

@@ -15,6 +15,11 @@ Private ``Trainer`` methods it relies on, checked against transformers 5.23:
 does), ``_run_epoch`` (around which ``transformers.trainer.skip_first_batches`` is replaced,
 so that a resume continues from the saved position instead of skipping batches),
 ``_save_rng_state`` (where the position is written into the checkpoint folder).
+
+An ``IterableDataset`` train set (with ``max_steps``, as ``Trainer`` requires) is the run's
+:class:`~interleaved_sampler.Stream`: one process, no length, one "epoch" of ``max_steps``
+optimizer steps, the batches of ``Trainer``'s own loader up to the first exhaustion of a
+worker's copy (``docs/streams.md``).
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from interleaved_sampler.protocols import SizedIterable
 from interleaved_sampler.sampler import InterleavedSampler
 from interleaved_sampler.schedule import EpochStructure
 from interleaved_sampler.split import InterleavedLoaders
+from interleaved_sampler.stream import Stream
 
 # The file of the run's position in a checkpoint folder.
 STATE_FILE = "interleaved_sampler.json"
@@ -130,7 +136,13 @@ class InterleavedTrainer(Trainer):
     without padding duplicates. ``resume_from_checkpoint`` continues from the position saved
     in the checkpoint folder (``interleaved_sampler.json``).
 
-    Refused with one message: ``IterableDataset`` train or eval sets, a batch sampler from
+    An ``IterableDataset`` train set (a Hugging Face streaming dataset, with ``max_steps``)
+    is served as a :class:`~interleaved_sampler.Stream`: each worker iterates its own copy
+    and the batches are those of ``Trainer``'s own loader, in order, up to the first time a
+    copy runs out (then the copy restarts by itself); one process only.
+
+    Refused with one message: ``IterableDataset`` eval sets, an ``IterableDataset`` train set
+    with several processes, a batch sampler from
     ``_get_train_sampler`` (``train_sampling_strategy="batch_rebalance"``),
     ``accelerator_config`` with ``split_batches`` or ``dispatch_batches``.
     """
@@ -143,7 +155,7 @@ class InterleavedTrainer(Trainer):
         self._fresh_train_iterations = 1  # train iterations that draw as a new loader's
 
     def _refuse_arguments(self) -> None:
-        datasets = {"train_dataset": self.train_dataset}
+        datasets = {}
         if isinstance(self.eval_dataset, dict):
             datasets.update({f"eval_dataset[{k!r}]": v for k, v in self.eval_dataset.items()})
         else:
@@ -151,10 +163,19 @@ class InterleavedTrainer(Trainer):
         for name, dataset in datasets.items():
             if isinstance(dataset, IterableDataset):
                 raise TypeError(
-                    f"InterleavedTrainer needs map-style datasets, got an IterableDataset as "
-                    f"{name} ({type(dataset).__name__}): a schedule needs every epoch's and "
-                    "pass's length; use Trainer for streaming datasets"
+                    f"InterleavedTrainer needs map-style eval datasets, got an IterableDataset "
+                    f"as {name} ({type(dataset).__name__}): a schedule needs every pass's "
+                    "length (a train set may be an IterableDataset, served as a stream)"
                 )
+        if isinstance(self.train_dataset, IterableDataset) and self.args.world_size > 1:
+            raise ValueError(
+                f"InterleavedTrainer serves an IterableDataset train set "
+                f"({type(self.train_dataset).__name__}) in one process only, got "
+                f"{self.args.world_size} processes: there Trainer loads every batch in process "
+                "0 and dispatches its parts (Accelerate's dispatch_batches), where the one pool "
+                "of each process iterates its own copy; use Trainer, or InterleavedSampler("
+                "Stream(dataset), ...) with a dataset that shards itself by rank"
+            )
         config = self.args.accelerator_config
         for option in ("split_batches", "dispatch_batches"):
             if getattr(config, option, None):
@@ -192,10 +213,13 @@ class InterleavedTrainer(Trainer):
         self._close()  # a new run (auto_find_batch_size calls again)
         return _TrainView(self, *self._train_parts())
 
-    def _train_parts(self) -> tuple[Any, Any, SizedIterable]:
+    def _train_parts(self) -> tuple[Any, Any, SizedIterable | Stream]:
         """The train dataset (with its unused columns removed: the sampler's dataset), collator
-        and sampler, as ``Trainer._get_dataloader`` makes them."""
+        and sampler (a stream for an ``IterableDataset``), as ``Trainer._get_dataloader``
+        makes them."""
         dataset, collator = self._dataset_and_collator(self.train_dataset, "Training")
+        if isinstance(dataset, IterableDataset):
+            return dataset, collator, Stream(dataset)
         sampler = self._get_train_sampler(dataset)
         if type(sampler) is RandomSampler:
             sampler = self._seedable_order(sampler)
@@ -228,8 +252,11 @@ class InterleavedTrainer(Trainer):
             self.data_collator, description=description
         )
 
-    def _updates_per_epoch(self, sampler: SizedIterable) -> int:
-        """Training batches per epoch of the global run (what ``Trainer`` reads as ``len``)."""
+    def _updates_per_epoch(self, sampler: SizedIterable | Stream) -> int:
+        """Training batches per epoch of the global run (what ``Trainer`` reads as ``len``; a
+        stream's "epoch" is ``Trainer``'s ``steps_in_epoch``, the batches of ``max_steps``)."""
+        if isinstance(sampler, Stream):
+            return self.args.max_steps * self.args.gradient_accumulation_steps
         structure = EpochStructure.create(
             len(sampler),
             self._train_batch_size * self.args.world_size,
@@ -237,7 +264,9 @@ class InterleavedTrainer(Trainer):
         )
         return structure.updates_per_epoch
 
-    def _start_run(self, dataset: Any, collator: Any, sampler: SizedIterable) -> InterleavedLoaders:
+    def _start_run(
+        self, dataset: Any, collator: Any, sampler: SizedIterable | Stream
+    ) -> InterleavedLoaders:
         """Build the run now that ``Trainer`` has computed ``max_steps`` and ``eval_steps``,
         and place it where a resume continues."""
         if self._loaders is not None:
@@ -255,11 +284,12 @@ class InterleavedTrainer(Trainer):
 
         end = update(self.state.max_steps)
         points = self._evaluation_points(update, per_epoch, base_step, base_update, end)
+        stream = isinstance(sampler, Stream)
         run = InterleavedSampler(
             sampler,
             InterleavedSamplerConfig(
                 batch_size=self._train_batch_size * world,
-                drop_last=self.args.dataloader_drop_last,
+                drop_last=self.args.dataloader_drop_last and not stream,  # Trainer's own
                 max_updates=end,
                 start_update=base_update,
             ),
@@ -269,9 +299,9 @@ class InterleavedTrainer(Trainer):
             ],
             num_replicas=world,
             rank=self.args.process_index,
-            train_dataset=dataset,
+            train_dataset=None if stream else dataset,
         )
-        loaders = run.get_loaders(**self._loader_arguments())
+        loaders = run.get_loaders(**self._loader_arguments(stream))
         # the random numbers Trainer's loaders draw (persistent ones: in their first iter)
         for evaluation in loaders.evaluation.values():
             evaluation.persistent_workers = self.args.dataloader_persistent_workers
@@ -341,13 +371,16 @@ class InterleavedTrainer(Trainer):
             dataset=dataset,
         )
 
-    def _loader_arguments(self) -> dict[str, Any]:
+    def _loader_arguments(self, stream: bool) -> dict[str, Any]:
+        """``Trainer``'s train loader arguments (over an ``IterableDataset``, it seeds no
+        workers)."""
         args = self.args
+        seeding = None if stream else _seed_worker(args.dataloader_num_workers, args.process_index)
         arguments: dict[str, Any] = {
             "num_workers": args.dataloader_num_workers,
             "pin_memory": args.dataloader_pin_memory,
             "multiprocessing_context": args.dataloader_multiprocessing_context,
-            "worker_init_fn": _seed_worker(args.dataloader_num_workers, args.process_index),
+            "worker_init_fn": seeding,
         }
         if args.dataloader_num_workers:
             arguments["prefetch_factor"] = args.dataloader_prefetch_factor
@@ -409,17 +442,25 @@ def _no_batch_skipping() -> Iterator[None]:
 
 class _TrainView:
     """The train loader ``Trainer`` iterates: one epoch of the run per ``iter()``; the run is
-    built at the first (when ``Trainer`` knows ``max_steps``)."""
+    built at the first (when ``Trainer`` knows ``max_steps``). Over a stream it has no length,
+    as ``Trainer``'s own loader over an ``IterableDataset``."""
 
     def __init__(
-        self, trainer: InterleavedTrainer, dataset: Any, collator: Any, sampler: SizedIterable
+        self,
+        trainer: InterleavedTrainer,
+        dataset: Any,
+        collator: Any,
+        sampler: SizedIterable | Stream,
     ) -> None:
         self._trainer, self._parts = trainer, (dataset, collator, sampler)
         self.dataset = trainer.train_dataset
-        self._length = trainer._updates_per_epoch(sampler)
+        stream = isinstance(sampler, Stream)
+        self._length = None if stream else trainer._updates_per_epoch(sampler)
         self._iterations = 0
 
     def __len__(self) -> int:
+        if self._length is None:
+            raise TypeError("the train loader over an IterableDataset has no len()")
         return self._length
 
     def __iter__(self) -> Iterator[Any]:

@@ -191,7 +191,9 @@ class Endless(IterableDataset[torch.Tensor]):
 
 
 class IterableData(example.RegressionData):  # type: ignore[misc,name-defined]
-    def train_dataloader(self) -> DataLoader[Any]:
+    """A val loader over an IterableDataset (a train loader may be over one: a stream)."""
+
+    def val_dataloader(self) -> DataLoader[Any]:
         return DataLoader(Endless())
 
 

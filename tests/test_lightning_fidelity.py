@@ -1,11 +1,13 @@
 """InterleavedDataModule on Lightning's defaults (shuffle=True, dropout, early stopping, the
-user's checkpoints and DataModule): real Trainers, plain against wrapped, bit for bit; the
-configurations drawn by hypothesis (a few in the fast tier, more in the slow one)."""
+user's checkpoints and DataModule) and over a streaming (``IterableDataset``) train loader:
+real Trainers, plain against wrapped, bit for bit; the configurations drawn by hypothesis (a
+few in the fast tier, more in the slow one)."""
 
 from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, IterableDataset, TensorDataset, get_worker_info
 from torchrun_worker import load_example
 
 from interleaved_sampler import SeededRandomSampler
@@ -29,8 +31,46 @@ def tensors(size: int, seed: int) -> TensorDataset:
     return TensorDataset(x, x.sum(1, keepdim=True).sin())
 
 
+class ShardedTensors(IterableDataset[tuple[torch.Tensor, torch.Tensor]]):
+    """A stream of the samples of ``tensors(size, 0)`` without ``state_dict``: worker ``w``
+    of ``W`` yields the samples ``w, w + W, ...``."""
+
+    def __init__(self, size: int) -> None:
+        self.samples = tensors(size, 0)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        return (self.samples[i] for i in range(worker, len(self.samples), workers))
+
+
+# Samples of a train stream: more than a run of the tests reads from any worker's copy, so the
+# runs end before a copy runs out (where the wrapper's copies restart and Lightning's epoch ends).
+STREAM_SAMPLES = 200
+
+
+def train_stream(kind: str) -> IterableDataset[Any]:
+    """A stream of :data:`STREAM_SAMPLES` samples: a Hugging Face ``datasets`` stream of 4
+    shards (it has ``state_dict``) or :class:`ShardedTensors`."""
+    if kind == "sharded":
+        return ShardedTensors(STREAM_SAMPLES)
+    from datasets import Dataset
+
+    x, y = tensors(STREAM_SAMPLES, 0).tensors
+    table = Dataset.from_dict({"x": x.tolist(), "y": y.tolist()})
+    return table.to_iterable_dataset(num_shards=4)  # type: ignore[no-any-return]
+
+
+def rows_to_tensors(rows: list[Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Collates samples (pairs, or ``datasets`` rows) into ``(x, y)``."""
+    if isinstance(rows[0], dict):
+        rows = [(torch.tensor(row["x"]), torch.tensor(row["y"])) for row in rows]
+    return torch.stack([x for x, _ in rows]), torch.stack([y for _, y in rows])
+
+
 class Data(pl.LightningDataModule):
-    """14 training samples (batch 4), val sets of 5 (batch 2) and 3 (batch 2)."""
+    """14 training samples (batch 4), or a stream (``order`` "stream-datasets" or
+    "stream-sharded"); val sets of 5 (batch 2) and 3 (batch 2)."""
 
     def __init__(
         self,
@@ -58,6 +98,11 @@ class Data(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader[Any]:
         data, args = self.train_set, self.arguments()
+        if self.order == "stream-unbatched":
+            return DataLoader(ShardedTensors(STREAM_SAMPLES), batch_size=None, **args)
+        if self.order.startswith("stream-"):
+            stream = train_stream(self.order.removeprefix("stream-"))
+            return DataLoader(stream, 4, collate_fn=rows_to_tensors, **args)
         if self.order == "seeded":
             sampler = SeededRandomSampler(data, seed=1)
             return DataLoader(data, 4, sampler=sampler, drop_last=self.drop_last, **args)
@@ -249,6 +294,64 @@ def check_run(run: Run, tmp: Path) -> None:
             assert torch.equal(value, rest.weights[name]), name
     else:
         assert_same(rest, fit(run, plain=True, resume=checkpoint))
+
+
+@st.composite
+def stream_runs(draw: st.DrawFn) -> Run:
+    """A drawn fit over a stream: max_steps, validation every k batches."""
+    data = {
+        "order": draw(st.sampled_from(["stream-datasets", "stream-sharded"])),
+        "vals": draw(st.sampled_from(["one", "two", "dict"])),
+        "workers": draw(st.sampled_from([0, 2])),
+        "persistent": draw(st.booleans()),
+    }
+    data["persistent"] = data["persistent"] and data["workers"] > 0
+    trainer: dict[str, Any] = {
+        "max_steps": draw(st.integers(2, 9)),
+        "max_epochs": draw(st.sampled_from([None, 1, 3])),
+        "val_check_interval": draw(st.integers(1, 4)),
+        "check_val_every_n_epoch": draw(st.sampled_from([1, None])),
+        "accumulate_grad_batches": draw(st.sampled_from([1, 2])),
+        "num_sanity_val_steps": draw(st.sampled_from([0, 2])),
+        "limit_val_batches": draw(st.sampled_from([1.0, 1.0, 0])),
+    }
+    return Run(
+        data,
+        trainer,
+        dropout=draw(st.sampled_from([0.0, 0.5])),
+        early_stopping=draw(st.booleans()) and trainer["limit_val_batches"] != 0,
+        checkpoint_every=draw(st.integers(1, 3)),
+        seed=draw(st.integers(0, 3)),
+    )
+
+
+def check_stream_run(run: Run, tmp: Path) -> None:
+    """Plain and wrapped over a stream, uninterrupted: identical. Then the wrapped run
+    resumed from the plain run's first checkpoint and from its own there: identical, and
+    (without dropout, whose masks move on with the RNG, and without early stopping) the
+    uninterrupted run's weights, which plain Lightning's resume does not give: it reads the
+    stream again from its start."""
+    folders = {plain: tmp / str(plain) for plain in (True, False)}
+    ends = [fit_or_error(run, plain, folders[plain]) for plain in (True, False)]
+    if not all(isinstance(end, Outcome) for end in ends):  # Lightning's own error: alike
+        assert ends[0] == ends[1]
+        return
+    plain, wrapped = ends
+    assert isinstance(plain, Outcome) and isinstance(wrapped, Outcome)
+    assert_same(wrapped, plain)
+    steps = sorted(int(p.stem.split("=")[1]) for p in folders[True].glob("step=*.ckpt"))
+    inside = [step for step in steps if step < plain.global_step]
+    if not inside or run.trainer["accumulate_grad_batches"] != 1:
+        return  # (Lightning saves no accumulated gradients: resumes at step boundaries only)
+    checkpoint = folders[True] / f"step={inside[0]}.ckpt"
+    rest = fit(run, plain=False, resume=checkpoint)
+    assert_same(fit(run, plain=False, resume=folders[False] / checkpoint.name), rest)
+    if run.early_stopping:
+        return  # (it may stop elsewhere: Lightning skips the validation due at the checkpoint)
+    assert rest.global_step == wrapped.global_step
+    if not run.dropout:
+        for name, value in wrapped.weights.items():
+            assert torch.equal(value, rest.weights[name]), name
 
 
 SETTINGS = {"deadline": None, "suppress_health_check": list(HealthCheck)}
@@ -503,3 +606,82 @@ def test_the_modules_and_the_datamodules_batch_transfer_hooks_run_as_unwrapped()
         calls.append(model.transfers)
     assert outcomes[0] == outcomes[1]
     assert calls[0] == calls[1] > 0
+
+
+@settings(max_examples=4, **SETTINGS)  # type: ignore[arg-type]
+@given(stream_runs())
+def test_plain_and_wrapped_agree_over_drawn_streams(run: Run) -> None:
+    check_stream_run(run, Path(tempfile.mkdtemp(dir=os.environ["FIDELITY_TMP"])))
+
+
+@pytest.mark.slow
+@settings(max_examples=30, **SETTINGS)  # type: ignore[arg-type]
+@given(stream_runs())
+def test_plain_and_wrapped_agree_over_more_drawn_streams(run: Run) -> None:
+    check_stream_run(run, Path(tempfile.mkdtemp(dir=os.environ["FIDELITY_TMP"])))
+
+
+@pytest.mark.parametrize("kind", ["datasets", "sharded"])
+@pytest.mark.parametrize("workers", [0, 2, "persistent"])
+def test_a_stream_on_lightnings_defaults_is_plain_lightnings_run(kind: str, workers: Any) -> None:
+    """One val loader, dropout, validation every 3 batches, 10 steps."""
+    data = {"order": f"stream-{kind}", "workers": 2 if workers == "persistent" else workers}
+    trainer = {"max_steps": 10, "val_check_interval": 3}
+    run = Run({**data, "persistent": workers == "persistent"}, trainer)
+    wrapped = fit(run, plain=False)
+    assert_same(wrapped, fit(run, plain=True))
+    assert sum("val_loss" in metrics for _, metrics in wrapped.logged) == 3
+
+
+@pytest.mark.parametrize(
+    ("trainer", "message"),
+    [
+        ({"max_epochs": 2}, r"Trainer\(max_steps=...\) with a train loader over an Iterable"),
+        ({"max_steps": 4}, r"val_check_interval=1.0\) with a train loader over an Iterable"),
+        (
+            {"max_steps": 4, "val_check_interval": 2, "check_val_every_n_epoch": 2},
+            r"check_val_every_n_epoch=2\) with a train loader over an IterableDataset",
+        ),
+        (
+            {"max_steps": 4, "val_check_interval": 6},
+            r"val_check_interval=6\) .* the run has 4 training batches, so no validation",
+        ),
+    ],
+    ids=["no-max-steps", "float-interval", "every-2-epochs", "interval-past-the-end"],
+)
+def test_settings_a_stream_cannot_follow_are_refused(trainer: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        fit(Run({"order": "stream-sharded"}, trainer), plain=False)
+
+
+def test_an_unbatched_stream_is_refused() -> None:
+    run = Run({"order": "stream-unbatched"}, {"max_steps": 4, "val_check_interval": 2})
+    with pytest.raises(TypeError, match=r"IterableDataset with batch_size=None"):
+        fit(run, plain=False)
+
+
+class Scheduled(Model):
+    """Halves the learning rate at each epoch end (Lightning's default scheduler interval)."""
+
+    def configure_optimizers(self) -> Any:
+        optimizer = torch.optim.SGD(self.parameters(), lr=0.1)
+        return [optimizer], [torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)]
+
+
+def test_a_stream_run_ends_as_plain_lightnings() -> None:
+    """Lightning never reaches the last batch of an epoch of a stream that has not run out:
+    nor does it under the wrapper (its epoch-interval schedulers step as plain Lightning's,
+    the progress says no last batch)."""
+    run = Run({"order": "stream-sharded"}, {"max_steps": 6, "val_check_interval": 2})
+    ends = []
+    for plain in (True, False):
+        pl.seed_everything(run.seed, verbose=False)
+        trainer = pl.Trainer(
+            accelerator="cpu", logger=False, enable_checkpointing=False,
+            enable_progress_bar=False, enable_model_summary=False, **run.trainer,
+        )  # fmt: skip
+        data = Data(**run.data)
+        trainer.fit(Scheduled(), datamodule=data if plain else InterleavedDataModule(data))
+        progress = trainer.fit_loop.epoch_loop.batch_progress
+        ends.append((trainer.optimizers[0].param_groups[0]["lr"], progress.is_last_batch))
+    assert ends[0] == ends[1]

@@ -50,6 +50,7 @@ from interleaved_sampler.sampler import InterleavedSampler
 from interleaved_sampler.samplers import repeats_epoch_order
 from interleaved_sampler.schedule import EpochStructure
 from interleaved_sampler.split import InterleavedLoaders, PassLoader, draw_base_seed
+from interleaved_sampler.stream import Stream
 
 
 def trainer_arguments() -> dict[str, Any]:
@@ -249,12 +250,15 @@ class _LoaderParts:
     collate_fn: Any
 
     @classmethod
-    def of(cls, loader: object, role: str) -> _LoaderParts:
-        """The parts of ``loader`` (the DataModule's ``role``: ``train_dataloader()``, ...).
+    def of(cls, loader: object, role: str, stream: bool = False) -> _LoaderParts:
+        """The parts of ``loader`` (the DataModule's ``role``: ``train_dataloader()``, ...);
+        over an ``IterableDataset`` where ``stream`` allows it, a :class:`Stream` in place of
+        the sampler.
 
         Raises:
-            TypeError: not a ``DataLoader``, over an ``IterableDataset`` (no ``len()``), or
-                with a batch sampler that is not torch's ``BatchSampler``.
+            TypeError: not a ``DataLoader``, over an ``IterableDataset`` where no stream is
+                allowed (no ``len()``), or with a batch sampler that is not torch's
+                ``BatchSampler``.
         """
         if not isinstance(loader, DataLoader):
             raise TypeError(
@@ -262,13 +266,29 @@ class _LoaderParts:
                 f"{type(loader).__name__} from {role}; return a DataLoader (its dataset, "
                 "sampler, batch size and collate function make the run)"
             )
-        if isinstance(loader.dataset, IterableDataset):
+        iterable = isinstance(loader.dataset, IterableDataset)
+        if iterable and not stream:
             raise TypeError(
                 f"{role} returned a DataLoader over an IterableDataset "
                 f"({type(loader.dataset).__name__}), which has no len(): a schedule needs the "
-                "length of every epoch and pass; use a map-style Dataset"
+                "length of every pass; use a map-style Dataset (the train loader may be over "
+                "one: a stream)"
             )
         batch_sampler = loader.batch_sampler
+        if iterable and batch_sampler is None:
+            raise TypeError(
+                f"{role} returned a DataLoader over an IterableDataset with batch_size=None: "
+                "InterleavedDataModule batches the stream itself and needs its batch_size"
+            )
+        if isinstance(loader.dataset, IterableDataset):
+            assert isinstance(batch_sampler, BatchSampler)
+            return cls(
+                loader.dataset,
+                Stream(loader.dataset),
+                batch_sampler.batch_size,
+                False,  # every batch of a stream is full
+                loader.collate_fn,
+            )
         if type(batch_sampler) is not BatchSampler:
             raise TypeError(
                 f"{role} returned a DataLoader with the batch sampler "
@@ -350,6 +370,42 @@ def _refuse_settings(trainer: pl.Trainer) -> None:
         raise ValueError(
             "InterleavedDataModule needs the run's end: set Trainer(max_epochs=...), "
             "Trainer(max_steps=...) or Trainer(max_time=...), got none"
+        )
+
+
+def _refuse_stream_settings(trainer: pl.Trainer, validating: bool) -> None:
+    """One clear error per Lightning setting that a run over a stream cannot follow: its one
+    endless epoch has no end to stop or validate at."""
+    if trainer.max_steps == -1:
+        raise ValueError(
+            f"InterleavedDataModule needs Trainer(max_steps=...) with a train loader over an "
+            f"IterableDataset, got max_steps=-1 (max_epochs={trainer.max_epochs!r}): the "
+            "stream is served as one endless epoch, which only max_steps ends"
+        )
+    if not validating:
+        return
+    interval = trainer.val_check_interval
+    if not isinstance(interval, int):
+        raise ValueError(
+            f"InterleavedDataModule cannot follow Trainer(val_check_interval={interval!r}) with "
+            "a train loader over an IterableDataset: Lightning then validates at the end of the "
+            "stream, which the one endless epoch of a stream never reaches; set an int, "
+            "val_check_interval=k (validate every k training batches)"
+        )
+    batches = _stream_end_update(trainer)
+    if trainer.check_val_every_n_epoch is not None and interval > batches:
+        raise ValueError(
+            f"InterleavedDataModule cannot follow Trainer(val_check_interval={interval}) with a "
+            f"train loader over an IterableDataset and max_steps={trainer.max_steps}: the run "
+            f"has {batches - 1} training batches, so no validation would run; set a smaller "
+            "val_check_interval, or limit_val_batches=0 to train without validation"
+        )
+    every = trainer.check_val_every_n_epoch
+    if every not in (None, 1):
+        raise ValueError(
+            f"InterleavedDataModule cannot follow Trainer(check_val_every_n_epoch={every!r}) "
+            "with a train loader over an IterableDataset: Lightning would not validate in the "
+            "stream's first epoch, and a stream's run is one endless epoch; use 1 or None"
         )
 
 
@@ -579,6 +635,7 @@ class InterleavedDataModule(pl.LightningDataModule):
         self.loaders: InterleavedLoaders | None = None
         self._val_names: list[str] = []
         self._val_shape = "single"
+        self._stream = False  # the train loader is over an IterableDataset
         self._bridge = _CheckpointBridge(self)
         for hook in _BATCH_TRANSFER_HOOKS:  # yours where you override them, else the module's
             if is_overridden(hook, datamodule):
@@ -629,12 +686,15 @@ class InterleavedDataModule(pl.LightningDataModule):
     def _build(self, trainer: pl.Trainer) -> InterleavedLoaders:
         inner = self.datamodule
         train_loader = inner.train_dataloader()
-        train = _LoaderParts.of(train_loader, "train_dataloader()")
+        train = _LoaderParts.of(train_loader, "train_dataloader()", stream=True)
         assert isinstance(train_loader, DataLoader)
+        self._stream = isinstance(train.sampler, Stream)
         world = trainer.world_size
         validating = is_overridden("validation_step", trainer.lightning_module) and bool(
             trainer.limit_val_batches
         )
+        if self._stream:
+            _refuse_stream_settings(trainer, validating)
         names, val_loaders, self._val_shape = (
             _as_list(inner.val_dataloader()) if validating else ([], [], "single")
         )
@@ -646,10 +706,14 @@ class InterleavedDataModule(pl.LightningDataModule):
         )
         for loader in val_loaders:
             _process_dataloader(trainer, TrainerFn.FITTING, RunningStage.VALIDATING, loader)
-        train = replace(train, sampler=_train_sampler(trainer, train_loader, train.sampler))
-        per_epoch = _updates_per_epoch(train, world)
-        end = _end_update(trainer, per_epoch)
-        rule = _validation_rule(trainer, per_epoch, end)
+        rule: dict[str, Any]
+        if self._stream:
+            end, rule = _stream_end_update(trainer), {"every_n_updates": trainer.val_check_interval}
+        else:
+            train = replace(train, sampler=_train_sampler(trainer, train_loader, train.sampler))
+            per_epoch = _updates_per_epoch(train, world)
+            end = _end_update(trainer, per_epoch)
+            rule = _validation_rule(trainer, per_epoch, end)
         if not repeats_epoch_order(train.sampler):
             rank_zero_warn(
                 f"the train sampler ({type(train.sampler).__name__}) does not repeat its "
@@ -676,7 +740,7 @@ class InterleavedDataModule(pl.LightningDataModule):
             ],
             num_replicas=world,
             rank=trainer.global_rank,
-            train_dataset=train.dataset,
+            train_dataset=None if self._stream else train.dataset,
         )
         arguments = _loader_arguments(train_loader)
         arguments["worker_init_fn"] = getattr(processed, "worker_init_fn", None)
@@ -699,6 +763,13 @@ class InterleavedDataModule(pl.LightningDataModule):
         assert self.loaders is not None, "setup('fit') builds the loaders"
         epochs = int(fit_loop["epoch_progress"]["current"]["completed"])
         batches = int(fit_loop["epoch_loop.batch_progress"]["current"]["processed"])
+        if self._stream and epochs:
+            raise ValueError(
+                f"a plain Lightning checkpoint after {epochs} epoch(s) of the stream cannot be "
+                "placed in the wrapper's run, whose stream is one endless epoch (each worker's "
+                "copy restarts by itself): resume it with plain Lightning, or train under "
+                "InterleavedDataModule from the start"
+            )
         update = epochs * len(self.loaders.train) + batches
         self.loaders.load_update(update, restart_epoch_order=True, skip_due_passes=True)
         self.loaders.start()
@@ -776,6 +847,19 @@ def _train_sampler(trainer: pl.Trainer, loader: DataLoader[Any], sampler: Any) -
         "sampler=SeededRandomSampler(dataset, seed=...) (or shuffle=True with "
         "use_distributed_sampler=True, Lightning's default)"
     )
+
+
+def _stream_end_update(trainer: pl.Trainer) -> int:
+    """The training batches of a run over a stream: those of ``max_steps`` optimizer steps,
+    and one more that is never trained on.
+
+    Lightning reads a loader without ``len()`` one batch ahead (to know whether it ends),
+    before the validation of the batch it trains on; so the train view of a stream has a
+    length, the run's batches. The one more keeps Lightning from seeing the epoch's last
+    batch at the last step, where over a plain stream it sees none (it would step the
+    epoch's LR schedulers there).
+    """
+    return trainer.max_steps * trainer.accumulate_grad_batches + 1
 
 
 def _updates_per_epoch(train: _LoaderParts, world: int) -> int:

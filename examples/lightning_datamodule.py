@@ -6,6 +6,7 @@
     python examples/lightning_datamodule.py --checkpoints ckpt/ # ModelCheckpoint every 5 steps
     python examples/lightning_datamodule.py --resume ckpt/step=10.ckpt
     python examples/lightning_datamodule.py --accelerator gpu --deterministic   # on a GPU
+    python examples/lightning_datamodule.py --stream --max-steps 30   # an IterableDataset
 
 The module uses automatic optimization, ``validation_step`` with two validation sets
 (``dataloader_idx``), ``self.log`` (per step and per epoch), a OneCycle schedule sized by
@@ -13,12 +14,15 @@ The module uses automatic optimization, ``validation_step`` with two validation 
 only change for one pool is ``trainer.fit(model, datamodule=InterleavedDataModule(data))``:
 the train set and both validation sets are then loaded by the train loader's workers,
 started once, with validation exactly where Lightning validates. The printed losses and
-final weights are the plain run's, bit for bit (``--plain`` to compare).
+final weights are the plain run's, bit for bit (``--plain`` to compare). With ``--stream``
+the train loader is over an endless ``IterableDataset`` that shards itself by rank and
+worker (``max_steps`` ends the run; validation every ``val_check_interval`` batches).
 """
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +31,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import Logger
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, IterableDataset, TensorDataset, get_worker_info
 
 from interleaved_sampler import SeededRandomSampler
 from interleaved_sampler.integrations.lightning import InterleavedDataModule
@@ -51,6 +55,7 @@ class RunConfig:
         start_method: their ``multiprocessing_context``.
         shuffle: ``shuffle=True`` in the train loader (torch's RandomSampler) instead of a
             ``SeededRandomSampler``.
+        stream: the train loader over :class:`RegressionStream` (needs ``max_steps``).
         devices: processes (``strategy="ddp"`` when more than one).
         accelerator: ``Trainer(accelerator=...)``.
         deterministic: ``Trainer(deterministic=True)`` (on a GPU: the same results every
@@ -72,6 +77,7 @@ class RunConfig:
     workers: int = 0
     start_method: str = "spawn"
     shuffle: bool = False
+    stream: bool = False
     devices: int = 1
     accelerator: str = "cpu"
     deterministic: bool = False
@@ -86,9 +92,35 @@ def regression(size: int, seed: int) -> TensorDataset:
     return TensorDataset(x, torch.sin(x @ torch.linspace(-1, 1, 4))[:, None])
 
 
+class RegressionStream(IterableDataset[tuple[torch.Tensor, torch.Tensor]]):
+    """An endless stream of the samples of ``dataset``: rank ``r`` of ``R`` takes the samples
+    ``r, r + R, ...``, and worker ``w`` of ``W`` every ``W``-th of those from its ``w``-th
+    (a dataset that shards itself, as ``datasets.distributed.split_dataset_by_node`` does);
+    each copy repeats its samples, reversing them on every other round.
+
+    Args:
+        dataset: the samples.
+        rank: this process's rank (``trainer.global_rank``).
+        world_size: the processes (``trainer.world_size``).
+    """
+
+    def __init__(self, dataset: TensorDataset, rank: int = 0, world_size: int = 1) -> None:
+        self.dataset, self.rank, self.world_size = dataset, rank, world_size
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        shard = range(self.rank, len(self.dataset), self.world_size)[worker::workers]
+        rounds = 0
+        while True:
+            for index in reversed(shard) if rounds % 2 else shard:
+                yield self.dataset[index]
+            rounds += 1
+
+
 class RegressionData(pl.LightningDataModule):
-    """90 training samples (batch 8: 12 batches per epoch, the last of 2), two validation
-    sets of 20 (batch 6) and 7 (batch 4)."""
+    """90 training samples (batch 8: 12 batches per epoch, the last of 2), or an endless
+    stream of them; two validation sets of 20 (batch 6) and 7 (batch 4)."""
 
     def __init__(
         self,
@@ -96,10 +128,11 @@ class RegressionData(pl.LightningDataModule):
         start_method: str = "spawn",
         shuffle: bool = False,
         batch_scale: int = 1,
+        stream: bool = False,
     ) -> None:
         super().__init__()
         self.workers, self.start_method, self.shuffle = workers, start_method, shuffle
-        self.batch_scale = batch_scale
+        self.batch_scale, self.stream = batch_scale, stream
 
     def setup(self, stage: str) -> None:
         self.train_set, self.val_sets = regression(90, 0), [regression(20, 1), regression(7, 2)]
@@ -110,6 +143,12 @@ class RegressionData(pl.LightningDataModule):
         return {"num_workers": self.workers, "multiprocessing_context": self.start_method}
 
     def train_dataloader(self) -> DataLoader[Any]:
+        if self.stream:
+            assert self.trainer is not None
+            stream = RegressionStream(
+                self.train_set, self.trainer.global_rank, self.trainer.world_size
+            )
+            return DataLoader(stream, 8 * self.batch_scale, **self.loader_arguments())
         if self.shuffle:
             return DataLoader(
                 self.train_set, 8 * self.batch_scale, shuffle=True, **self.loader_arguments()
@@ -224,7 +263,7 @@ def run(config: RunConfig, data: RegressionData | None = None) -> Outcome:
     )
     model = Regression()
     data = data or RegressionData(
-        config.workers, config.start_method, config.shuffle, config.batch_scale
+        config.workers, config.start_method, config.shuffle, config.batch_scale, config.stream
     )
     datamodule = data if config.plain else InterleavedDataModule(data)
     trainer.fit(model, datamodule=datamodule, ckpt_path=config.resume)
@@ -246,6 +285,7 @@ def main(argv: list[str] | None = None) -> Outcome:
     parser.add_argument("--workers", type=int, default=defaults.workers)
     parser.add_argument("--start-method", default=defaults.start_method)
     parser.add_argument("--shuffle", action="store_true")
+    parser.add_argument("--stream", action="store_true")
     parser.add_argument("--devices", type=int, default=defaults.devices)
     parser.add_argument("--accelerator", default=defaults.accelerator)
     parser.add_argument("--deterministic", action="store_true")
@@ -261,6 +301,7 @@ def main(argv: list[str] | None = None) -> Outcome:
             if shown:
                 print(f"step {step:3d}  {shown}")
         print(f"global_step {outcome.global_step}")
+        print(f"weights {sum(float(w.double().sum()) for w in outcome.weights.values())!r}")
     return outcome
 
 

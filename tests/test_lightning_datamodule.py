@@ -272,3 +272,21 @@ def test_ddp_with_shuffle_true_is_plain_lightnings_ddp_run() -> None:
     ]
     assert lines[0] == lines[1]
     assert "global_step 12" in lines[0]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_ddp_over_a_stream_is_plain_lightnings_ddp_run() -> None:
+    """2 devices, 2 spawn workers each, a train loader over a stream that shards itself by
+    rank and worker: each device's copies give its batches as under plain Lightning (which
+    injects no sampler into an IterableDataset); the same validations, global_step and
+    weights."""
+    script = ROOT / "examples" / "lightning_datamodule.py"
+    arguments = ["--devices", "2", "--stream", "--max-steps", "12", "--workers", "2"]
+    outputs = [torchrun(script, arguments + plain, timeout=180) for plain in ([], ["--plain"])]
+    lines = [
+        [line for line in out.splitlines() if line.startswith(("step", "global", "weights"))]
+        for out in outputs
+    ]
+    assert lines[0] == lines[1]
+    assert "global_step 12" in lines[0] and len(lines[0]) == 4  # validations at 5 and 10

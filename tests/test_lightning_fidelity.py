@@ -332,12 +332,14 @@ def check_stream_run(run: Run, tmp: Path) -> None:
     uninterrupted run's weights, which plain Lightning's resume does not give: it reads the
     stream again from its start."""
     folders = {plain: tmp / str(plain) for plain in (True, False)}
-    ends = [fit_or_error(run, plain, folders[plain]) for plain in (True, False)]
-    if not all(isinstance(end, Outcome) for end in ends):  # Lightning's own error: alike
-        assert ends[0] == ends[1]
+    plain, wrapped = (fit_or_error(run, plain, folders[plain]) for plain in (True, False))
+    if isinstance(plain, Outcome) and not isinstance(wrapped, Outcome):
+        # the one refusal: no validation would run (plain Lightning runs without one)
+        assert wrapped[0] is ValueError and "no validation would run" in wrapped[1]
         return
-    plain, wrapped = ends
-    assert isinstance(plain, Outcome) and isinstance(wrapped, Outcome)
+    if not isinstance(plain, Outcome) or not isinstance(wrapped, Outcome):
+        assert plain == wrapped  # Lightning's own error: alike
+        return
     assert_same(wrapped, plain)
     steps = sorted(int(p.stem.split("=")[1]) for p in folders[True].glob("step=*.ckpt"))
     inside = [step for step in steps if step < plain.global_step]
@@ -608,14 +610,14 @@ def test_the_modules_and_the_datamodules_batch_transfer_hooks_run_as_unwrapped()
     assert calls[0] == calls[1] > 0
 
 
-@settings(max_examples=4, **SETTINGS)  # type: ignore[arg-type]
+@settings(max_examples=6, **SETTINGS)  # type: ignore[arg-type]
 @given(stream_runs())
 def test_plain_and_wrapped_agree_over_drawn_streams(run: Run) -> None:
     check_stream_run(run, Path(tempfile.mkdtemp(dir=os.environ["FIDELITY_TMP"])))
 
 
 @pytest.mark.slow
-@settings(max_examples=30, **SETTINGS)  # type: ignore[arg-type]
+@settings(max_examples=60, **SETTINGS)  # type: ignore[arg-type]
 @given(stream_runs())
 def test_plain_and_wrapped_agree_over_more_drawn_streams(run: Run) -> None:
     check_stream_run(run, Path(tempfile.mkdtemp(dir=os.environ["FIDELITY_TMP"])))

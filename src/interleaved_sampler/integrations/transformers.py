@@ -301,7 +301,7 @@ class InterleavedTrainer(Trainer):
             rank=self.args.process_index,
             train_dataset=None if stream else dataset,
         )
-        loaders = run.get_loaders(**self._loader_arguments(stream))
+        loaders = run.get_loaders(**self._loader_arguments())
         # the random numbers Trainer's loaders draw (persistent ones: in their first iter)
         for evaluation in loaders.evaluation.values():
             evaluation.persistent_workers = self.args.dataloader_persistent_workers
@@ -371,10 +371,11 @@ class InterleavedTrainer(Trainer):
             dataset=dataset,
         )
 
-    def _loader_arguments(self, stream: bool) -> dict[str, Any]:
+    def _loader_arguments(self) -> dict[str, Any]:
         """``Trainer``'s train loader arguments (over an ``IterableDataset``, it seeds no
         workers)."""
         args = self.args
+        stream = isinstance(self.train_dataset, IterableDataset)
         seeding = None if stream else _seed_worker(args.dataloader_num_workers, args.process_index)
         arguments: dict[str, Any] = {
             "num_workers": args.dataloader_num_workers,

@@ -163,11 +163,13 @@ def check_same_as_trainer(setting: Setting, data: st.DataObject, tmp: Path) -> N
         return
     checkpoint = data.draw(st.sampled_from(saved), label="checkpoint")
     more = data.draw(st.integers(0, 1), label="more")
-    longer = (
+    longer: dict[str, Any] = (
         {"max_steps": setting.arguments["max_steps"] + 3 * more}
         if setting.stream
         else {"num_train_epochs": setting.arguments["num_train_epochs"] + more}
     )
+    if setting.stream:  # Trainer reads the stream again from its start
+        longer["ignore_data_skip"] = data.draw(st.booleans(), label="ignore_data_skip")
     resumed = {}
     for name, plain_trainer, folder in [
         ("plain", True, checkpoint),  # Trainer's own resume
@@ -209,7 +211,7 @@ def test_the_same_run_and_resume_as_trainer_on_many_drawn_settings(
     check_same_as_trainer(setting, data, tmp_path_factory.mktemp("hf"))
 
 
-@drawn(4)
+@drawn(6)
 @given(setting=drawn_stream_settings(), data=st.data())
 def test_the_same_run_and_resume_as_trainer_on_a_stream(
     setting: Setting, data: st.DataObject, tmp_path_factory: pytest.TempPathFactory
@@ -222,7 +224,7 @@ def test_the_same_run_and_resume_as_trainer_on_a_stream(
 
 @pytest.mark.slow
 @pytest.mark.timeout(1500)
-@drawn(24)
+@drawn(40)
 @given(setting=drawn_stream_settings(), data=st.data())
 def test_the_same_run_and_resume_as_trainer_on_many_drawn_streams(
     setting: Setting, data: st.DataObject, tmp_path_factory: pytest.TempPathFactory

@@ -30,8 +30,14 @@ a DataLoader worker does), and imports ``transformers`` only in the parent: a sp
 re-imports the main script, and a training script that imports ``transformers`` at the top
 makes every spawned worker that much dearer, which ``Trainer`` pays more often.
 
+With ``--stream`` the train set is an endless ``IterableDataset`` of the same samples (worker
+``w`` of ``W`` yields the samples ``w, w + W, ...``): ``Trainer`` then loads it through one
+pool for the run (a stream's one epoch) and still starts evaluation workers per evaluation
+(non-persistent) or keeps a pool per eval set (persistent); ``InterleavedTrainer`` serves the
+stream and every evaluation from one pool.
+
 Usage: python benchmarks/hf_trainer_side_by_side.py [--rounds 3] [--updates 256]
-       [--eval-steps 32] [--workers 2] [--sample-ms 1] [--quick]
+       [--eval-steps 32] [--workers 2] [--sample-ms 1] [--stream] [--quick]
 """
 
 from __future__ import annotations
@@ -52,7 +58,13 @@ from interleaved_sampler.bench.scenario import Datasets
 @dataclass(frozen=True)
 class TrainerSetting(shared.Setting):
     """The benchmarked run (``updates``: ``max_steps``; ``eval_every``: ``eval_steps``).
-    ``Trainer`` also evaluates at the last step when it is not a multiple of ``eval_steps``."""
+    ``Trainer`` also evaluates at the last step when it is not a multiple of ``eval_steps``.
+
+    Args:
+        stream: the train set an endless ``IterableDataset`` (a stream).
+    """
+
+    stream: bool = False
 
     @property
     def passes(self) -> int:
@@ -83,11 +95,13 @@ class BenchModel(torch.nn.Module):
         return {"loss": torch.nn.functional.mse_loss(logits, labels), "logits": logits}
 
 
-def datasets(setting: shared.Setting) -> tuple[shared.DictSamples, dict[str, shared.DictSamples]]:
-    """The train set and the eval sets (a dict: ``set0``, ``set1``, ...), as dicts of tensors."""
+def datasets(setting: TrainerSetting) -> tuple[Any, dict[str, shared.DictSamples]]:
+    """The train set (a stream of its samples with ``setting.stream``) and the eval sets (a
+    dict: ``set0``, ``set1``, ...), as dicts of tensors."""
     data = Datasets.of(setting.scenario)
     evals = {f"set{i}": shared.DictSamples(each) for i, each in enumerate(data.evals)}
-    return shared.DictSamples(data.train), evals
+    train = shared.DictSamples(data.train)
+    return (shared.EndlessStream(train) if setting.stream else train), evals
 
 
 # A spawned worker imports this script again as "__mp_main__" before it starts; it needs
@@ -161,7 +175,7 @@ def eval_losses(trainer: Trainer) -> tuple[tuple[str, float], ...]:
     )
 
 
-def fit_once(variant: shared.Variant, setting: shared.Setting, context: BaseContext) -> shared.Run:
+def fit_once(variant: shared.Variant, setting: TrainerSetting, context: BaseContext) -> shared.Run:
     """Train ``variant`` once, measured."""
     meter = shared.FitMeter(setting, context)
     model = BenchModel(meter.seen)
@@ -187,7 +201,7 @@ OPTIONS = shared.options(
     "TrainingArguments(max_steps=...)",
     ("eval-steps", "TrainingArguments(eval_steps=...), in optimizer steps"),
     "dataloader_num_workers",
-)
+) | {"stream": ("stream", "the train set an endless IterableDataset")}
 
 
 def main(argv: Sequence[str] | None = None, log: Callable[[str], None] = print) -> shared.Report:

@@ -34,7 +34,7 @@ from operator import attrgetter
 from typing import Any, TypeVar
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
 from interleaved_sampler.bench.measure import (
     MIB,
@@ -165,6 +165,27 @@ class DictSamples(Dataset[dict[str, torch.Tensor]]):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         _tags, payload = self.samples[index]
         return {"x": payload, "labels": target(features(payload))}
+
+
+class EndlessStream(IterableDataset[Any]):
+    """The items of ``samples`` as an endless stream, as torchtitan's infinite training
+    datasets: worker ``w`` of ``W`` yields the items ``w, w + W, ...``; producing one costs
+    what loading it costs.
+
+    Args:
+        samples: indexable at every index (a :class:`SyntheticDataset` of any size, or
+            :class:`DictSamples` over one).
+    """
+
+    def __init__(self, samples: Dataset[Any]) -> None:
+        self.samples = samples
+
+    def __iter__(self) -> Iterator[Any]:
+        info = get_worker_info()
+        index, step = (info.id, info.num_workers) if info is not None else (0, 1)
+        while True:
+            yield self.samples[index]  # burns the sample's CPU time
+            index += step
 
 
 class CountingInit:

@@ -44,7 +44,7 @@ from typing import Any
 
 import side_by_side as shared
 import torch
-from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from torch.utils.data import DataLoader
 
 from interleaved_sampler import (
     InterleavedSampler,
@@ -72,23 +72,9 @@ QUICK = StreamSetting(**shared.QUICK_SIZES, resume_at=16, resume_repeats=1)
 VARIANTS = shared.main_variants(shared.Variant, "one pool")
 
 
-class SyntheticStream(IterableDataset[tuple[torch.Tensor, torch.Tensor]]):
-    """The bench's synthetic samples as an endless stream: worker ``w`` of ``W`` yields the
-    samples ``w, w + W, ...``; producing one costs what loading it costs.
-
-    Args:
-        setting: the loading cost and the payload size.
-    """
-
-    def __init__(self, setting: shared.Setting) -> None:
-        self.samples = SyntheticDataset(0, 0, setting.scenario)
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        info = get_worker_info()
-        index, step = (info.id, info.num_workers) if info is not None else (0, 1)
-        while True:
-            yield self.samples[index]  # burns the sample's CPU time
-            index += step
+def synthetic_stream(setting: shared.Setting) -> shared.EndlessStream:
+    """The bench's synthetic samples as an endless stream."""
+    return shared.EndlessStream(SyntheticDataset(0, 0, setting.scenario))
 
 
 def loop_step(
@@ -144,7 +130,7 @@ def eval_sets(setting: shared.Setting) -> dict[str, SyntheticDataset]:
 
 
 def one_pool(setting: shared.Setting) -> InterleavedSampler:
-    """The run over ``Stream(SyntheticStream)`` with the evaluation sets every
+    """The run over ``Stream(synthetic_stream(...))`` with the evaluation sets every
     ``eval_every`` updates."""
     callbacks = [
         SamplerIntervalConfig(
@@ -156,7 +142,9 @@ def one_pool(setting: shared.Setting) -> InterleavedSampler:
         for name, data in eval_sets(setting).items()
     ]
     config = InterleavedSamplerConfig(batch_size=setting.batch_size, max_updates=setting.updates)
-    return InterleavedSampler(Stream(SyntheticStream(setting)), config, callback_samplers=callbacks)
+    return InterleavedSampler(
+        Stream(synthetic_stream(setting)), config, callback_samplers=callbacks
+    )
 
 
 class FreshLoaders(Mapping[str, Iterable[Any]]):
@@ -186,7 +174,7 @@ def fit_once(variant: shared.Variant, setting: shared.Setting, context: BaseCont
         loaders = one_pool(setting).get_loaders(**arguments)
         train, evaluation = loaders.train, loaders.evaluation
     else:
-        train = DataLoader(SyntheticStream(setting), setting.batch_size, **arguments)
+        train = DataLoader(synthetic_stream(setting), setting.batch_size, **arguments)
         persistent = loader_arguments(setting, context, meter.counter, variant.persistent)
         sets, size = eval_sets(setting), setting.eval_batch_size
         if variant.persistent:

@@ -25,10 +25,10 @@ def load(name: str) -> ModuleType:
     return module
 
 
-def run_quick(main: Callable[..., object], workers: str) -> list[str]:
-    """The lines a script's ``main`` prints with ``--quick --workers workers``."""
+def run_quick(main: Callable[..., object], workers: str, *flags: str) -> list[str]:
+    """The lines a script's ``main`` prints with ``--quick --workers workers`` and ``flags``."""
     lines: list[str] = []
-    main(["--quick", "--workers", workers], log=lines.append)
+    main(["--quick", "--workers", workers, *flags], log=lines.append)
     return lines
 
 

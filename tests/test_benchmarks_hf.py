@@ -36,3 +36,13 @@ def test_quick_run_with_spawn_workers() -> None:
     # Trainer: a pool per epoch (2 started) and per evaluation of each set (3 x 2);
     # persistent: one per loader (train, two eval sets); InterleavedTrainer: one
     assert [rows[name][2] for name in VARIANTS] == ["16", "6", "2"]
+
+
+@pytest.mark.slow
+def test_quick_run_over_a_stream_with_spawn_workers() -> None:
+    lines = run_quick(load("hf_trainer_side_by_side").main, "2", "--stream")
+    check_output(lines)
+    rows = table(lines)
+    # Trainer: one pool for the stream's one epoch (2 workers started) and one per
+    # evaluation of each set (3 x 2 x 2); persistent: one per loader; InterleavedTrainer: one
+    assert [rows[name][2] for name in VARIANTS] == ["14", "6", "2"]

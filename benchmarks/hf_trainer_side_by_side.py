@@ -216,7 +216,12 @@ def main(argv: Sequence[str] | None = None, log: Callable[[str], None] = print) 
     phases = [("train", "training"), ("eval", "evaluation")]
     return shared.report(
         results,
-        shared.describe(setting, "steps", "evaluation"),
+        shared.describe(
+            setting,
+            "steps",
+            "evaluation",
+            source="from an endless stream" if setting.stream else None,
+        ),
         shared.same_samples(results, phases, ", the same eval losses"),
         shared.summary(results, "interleaved", "Trainer"),
         log,

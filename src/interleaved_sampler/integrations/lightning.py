@@ -266,22 +266,21 @@ class _LoaderParts:
                 f"{type(loader).__name__} from {role}; return a DataLoader (its dataset, "
                 "sampler, batch size and collate function make the run)"
             )
-        iterable = isinstance(loader.dataset, IterableDataset)
-        if iterable and not stream:
-            raise TypeError(
-                f"{role} returned a DataLoader over an IterableDataset "
-                f"({type(loader.dataset).__name__}), which has no len(): a schedule needs the "
-                "length of every pass; use a map-style Dataset (the train loader may be over "
-                "one: a stream)"
-            )
         batch_sampler = loader.batch_sampler
-        if iterable and batch_sampler is None:
-            raise TypeError(
-                f"{role} returned a DataLoader over an IterableDataset with batch_size=None: "
-                "InterleavedDataModule batches the stream itself and needs its batch_size"
-            )
         if isinstance(loader.dataset, IterableDataset):
-            assert isinstance(batch_sampler, BatchSampler)
+            if not stream:
+                raise TypeError(
+                    f"{role} returned a DataLoader over an IterableDataset "
+                    f"({type(loader.dataset).__name__}), which has no len(): a schedule needs "
+                    "the length of every pass; use a map-style Dataset (the train loader may "
+                    "be over one: a stream)"
+                )
+            if not isinstance(batch_sampler, BatchSampler):  # batch_size=None
+                raise TypeError(
+                    f"{role} returned a DataLoader over an IterableDataset with batch_size="
+                    "None: InterleavedDataModule batches the stream itself and needs its "
+                    "batch_size"
+                )
             return cls(
                 loader.dataset,
                 Stream(loader.dataset),
@@ -607,6 +606,10 @@ class InterleavedDataModule(pl.LightningDataModule):
       every batch over the ranks itself (``num_replicas``), so a checkpoint also resumes on
       another number of devices.
     - The sanity check and ``trainer.validate()`` are served apart, in the main process.
+    - A train loader over an ``IterableDataset`` (``max_steps``, an integer
+      ``val_check_interval``) is served as a :class:`~interleaved_sampler.Stream`: plain
+      Lightning's batches, in order, up to the first time a worker's copy runs out (then the
+      copy restarts by itself); ``ckpt_path=`` continues the stream exactly.
 
     - Lightning's defaults give its run bit for bit: ``shuffle=True`` (the epoch's order is
       drawn where Lightning's loader draws it; the pool pauses before the epoch's first
@@ -618,8 +621,10 @@ class InterleavedDataModule(pl.LightningDataModule):
     Refused at fit start, one message each: ``limit_train_batches`` other than 1.0,
     ``limit_val_batches`` other than 1.0 or 0, ``overfit_batches``, ``fast_dev_run``, a
     time ``val_check_interval``, ``reload_dataloaders_every_n_epochs``, a
-    ``dataloader_iter`` training step, loaders that are not ``DataLoader``\\ s with
-    ``len()``, with several devices a train sampler that draws its order on each rank.
+    ``dataloader_iter`` training step, loaders that are not ``DataLoader``\\ s, val loaders
+    without ``len()``, with several devices a train sampler that draws its order on each
+    rank; over a stream: no ``max_steps``, a float ``val_check_interval``,
+    ``check_val_every_n_epoch`` other than 1 or None, ``batch_size=None``.
 
     Args:
         datamodule: your DataModule.

@@ -423,7 +423,7 @@ class EmptyAfterFirstEpoch(ShardedStream):
 @pytest.mark.parametrize(
     ("dataset", "workers", "message"),
     [
-        (hf_stream(shards=2), 3, "copy 2 of the train stream .* yielded no sample in a whole"),
+        (ShardedStream([4, 4]), 3, "copy 2 of the train stream .* yielded no sample in a whole"),
         (ShardedStream([0]), 0, "copy 0 of the train stream .*iteration 0"),
         (EmptyAfterFirstEpoch([3]), 0, r"copy 0 of the train stream .*\(iteration 1\)"),
         (Uncopyable(), 0, "cannot be deep-copied"),
@@ -435,6 +435,15 @@ def test_e46_e48_a_copy_that_yields_nothing_or_cannot_be_copied(
     sampler = stream_sampler(dataset, [], batch_size=2, max_updates=6)
     error = TypeError if isinstance(dataset, Uncopyable) else ValueError
     fails(sampler.get_data_loader(workers, **context(workers)), error, message)
+
+
+def test_e46_more_workers_than_the_shards_a_dataset_declares_are_refused_up_front() -> None:
+    """Hugging Face ``datasets`` says how many shards it has: a worker without one is
+    refused when the loader is made, not at its first batch inside the run."""
+    sampler = stream_sampler(hf_stream(shards=2), [], batch_size=2, max_updates=6)
+    with pytest.raises(ValueError, match=r"num_workers=3 is more than the train stream's num_"):
+        sampler.get_data_loader(3)
+    assert len(list(sampler.get_data_loader(2, **FORK))) == 6
 
 
 def test_the_dataset_given_is_left_alone() -> None:

@@ -211,6 +211,8 @@ class InterleavedSampler:
         batch_sampler, collator = self.batch_sampler, self.collator
         cached = {i for i, callback in enumerate(self.extra_samplers) if callback.cache}
         workers = num_workers if self.is_stream else 0  # a stream's copies
+        if isinstance(self.main_sampler, Stream):
+            self.main_sampler.check_workers(num_workers)
         if cached:
             batch_sampler = CachingBatchSampler(
                 self.schedule, self.sources, cached, tagged, self.sharding, workers

@@ -87,6 +87,23 @@ class Stream:
     def __getstate__(self) -> dict[str, Any]:
         return {"dataset": self.dataset, "_copy": None}  # a worker makes its own copy
 
+    def check_workers(self, num_workers: int) -> None:
+        """Refuse more workers than the dataset has shards where it says how many (Hugging
+        Face ``datasets``: ``num_shards``; worker ``w`` of ``W`` gets the shards ``w, w + W,
+        ...``), before the run starts: a worker without a shard yields nothing (E46).
+
+        Raises:
+            ValueError: ``num_workers`` is more than the dataset's ``num_shards``.
+        """
+        shards = getattr(self.dataset, "num_shards", None)
+        if isinstance(shards, int) and num_workers > shards:
+            raise ValueError(
+                f"num_workers={num_workers} is more than the train stream's num_shards="
+                f"{shards} ({type(self.dataset).__name__}): the copies of {num_workers - shards} "
+                f"worker(s) would get no shard and yield nothing; use at most {shards} workers, "
+                "or a stream of more shards (e.g. to_iterable_dataset(num_shards=...))"
+            )
+
     def load(self, batch: StreamBatch) -> tuple[list[Any], CopyState | None]:
         """The samples of ``batch`` from this process's copy, and the copy's state after
         them where the batch asks for it (``None`` for a dataset without

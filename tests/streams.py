@@ -20,6 +20,29 @@ from interleaved_sampler import (
 )
 
 
+def worker_slot() -> tuple[int, int]:
+    """This process's worker id and the loader's number of workers (0 and 1 in the main
+    process)."""
+    info = get_worker_info()
+    return (info.id, info.num_workers) if info is not None else (0, 1)
+
+
+class WorkerShardedSamples(IterableDataset[Any]):
+    """A stream of the items of ``samples`` without ``state_dict``: worker ``w`` of ``W``
+    yields the items ``w, w + W, ...``.
+
+    Args:
+        samples: a sequence or map-style dataset.
+    """
+
+    def __init__(self, samples: Any) -> None:
+        self.samples = samples
+
+    def __iter__(self) -> Iterator[Any]:
+        worker, workers = worker_slot()
+        return (self.samples[i] for i in range(worker, len(self.samples), workers))
+
+
 class ShardedStream(IterableDataset[int]):
     """Samples ``base + j`` in shards of the given lengths; worker ``w`` of ``W`` takes the
     shards ``w, w + W, ...`` of the rank's (``rank, rank + num_replicas, ...``), as Hugging
@@ -39,8 +62,7 @@ class ShardedStream(IterableDataset[int]):
 
     def order(self) -> list[int]:
         """This process's samples of the current epoch, in order."""
-        info = get_worker_info()
-        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        worker, workers = worker_slot()
         starts = [sum(self.shard_lengths[:i]) for i in range(len(self.shard_lengths))]
         shards = [
             list(range(self.base + start, self.base + start + n))

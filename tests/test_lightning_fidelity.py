@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
-from torch.utils.data import DataLoader, IterableDataset, TensorDataset, get_worker_info
+from streams import WorkerShardedSamples
+from torch.utils.data import DataLoader, IterableDataset, TensorDataset
 from torchrun_worker import load_example
 
 from interleaved_sampler import SeededRandomSampler
@@ -31,19 +31,6 @@ def tensors(size: int, seed: int) -> TensorDataset:
     return TensorDataset(x, x.sum(1, keepdim=True).sin())
 
 
-class ShardedTensors(IterableDataset[tuple[torch.Tensor, torch.Tensor]]):
-    """A stream of the samples of ``tensors(size, 0)`` without ``state_dict``: worker ``w``
-    of ``W`` yields the samples ``w, w + W, ...``."""
-
-    def __init__(self, size: int) -> None:
-        self.samples = tensors(size, 0)
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        info = get_worker_info()
-        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        return (self.samples[i] for i in range(worker, len(self.samples), workers))
-
-
 # Samples of a train stream: more than a run of the tests reads from any worker's copy, so the
 # runs end before a copy runs out (where the wrapper's copies restart and Lightning's epoch ends).
 STREAM_SAMPLES = 200
@@ -51,9 +38,9 @@ STREAM_SAMPLES = 200
 
 def train_stream(kind: str) -> IterableDataset[Any]:
     """A stream of :data:`STREAM_SAMPLES` samples: a Hugging Face ``datasets`` stream of 4
-    shards (it has ``state_dict``) or :class:`ShardedTensors`."""
+    shards (it has ``state_dict``) or one sharded by worker without ``state_dict``."""
     if kind == "sharded":
-        return ShardedTensors(STREAM_SAMPLES)
+        return WorkerShardedSamples(tensors(STREAM_SAMPLES, 0))
     from datasets import Dataset
 
     x, y = tensors(STREAM_SAMPLES, 0).tensors
@@ -99,7 +86,8 @@ class Data(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader[Any]:
         data, args = self.train_set, self.arguments()
         if self.order == "stream-unbatched":
-            return DataLoader(ShardedTensors(STREAM_SAMPLES), batch_size=None, **args)
+            stream = WorkerShardedSamples(tensors(STREAM_SAMPLES, 0))
+            return DataLoader(stream, batch_size=None, **args)
         if self.order.startswith("stream-"):
             stream = train_stream(self.order.removeprefix("stream-"))
             return DataLoader(stream, 4, collate_fn=rows_to_tensors, **args)
@@ -264,6 +252,21 @@ def fit_or_error(run: Run, plain: bool, folder: Path) -> Outcome | tuple[type, s
         return type(error), str(error)
 
 
+def uninterrupted(run: Run, folders: dict[bool, Path]) -> tuple[Outcome, Outcome] | None:
+    """Plain and wrapped, uninterrupted, checkpointing into ``folders``: identical, or both
+    ended by the same error (Lightning's own), or the wrapper refused a stream whose run
+    would have no validation (plain Lightning runs without one): then ``None``."""
+    plain, wrapped = (fit_or_error(run, plain, folders[plain]) for plain in (True, False))
+    if isinstance(plain, Outcome) and not isinstance(wrapped, Outcome):
+        assert wrapped[0] is ValueError and "no validation would run" in wrapped[1]
+        return None
+    if not isinstance(plain, Outcome) or not isinstance(wrapped, Outcome):
+        assert plain == wrapped
+        return None
+    assert_same(wrapped, plain)
+    return plain, wrapped
+
+
 def check_run(run: Run, tmp: Path) -> None:
     """Plain and wrapped, uninterrupted, then both resumed from the plain run's first
     checkpoint inside an epoch, and the wrapped from its own checkpoint there: identical (a
@@ -271,12 +274,10 @@ def check_run(run: Run, tmp: Path) -> None:
     epoch's start: equal to the uninterrupted run without dropout, whose masks move on with
     the RNG's state)."""
     folders = {plain: tmp / str(plain) for plain in (True, False)}
-    ends = [fit_or_error(run, plain, folders[plain]) for plain in (True, False)]
-    if not all(isinstance(end, Outcome) for end in ends):  # Lightning's own error: alike
-        assert ends[0] == ends[1]
+    ends = uninterrupted(run, folders)
+    if ends is None:
         return
-    plain, wrapped = ends
-    assert_same(wrapped, plain)
+    _plain, wrapped = ends
     per_epoch = 3 if run.data["drop_last"] else 4
     steps = [int(p.stem.split("=")[1]) for p in folders[True].glob("step=*.ckpt")]
     inside = [s for s in steps if s % -(-per_epoch // run.trainer["accumulate_grad_batches"])]
@@ -332,15 +333,10 @@ def check_stream_run(run: Run, tmp: Path) -> None:
     uninterrupted run's weights, which plain Lightning's resume does not give: it reads the
     stream again from its start."""
     folders = {plain: tmp / str(plain) for plain in (True, False)}
-    plain, wrapped = (fit_or_error(run, plain, folders[plain]) for plain in (True, False))
-    if isinstance(plain, Outcome) and not isinstance(wrapped, Outcome):
-        # the one refusal: no validation would run (plain Lightning runs without one)
-        assert wrapped[0] is ValueError and "no validation would run" in wrapped[1]
+    ends = uninterrupted(run, folders)
+    if ends is None:
         return
-    if not isinstance(plain, Outcome) or not isinstance(wrapped, Outcome):
-        assert plain == wrapped  # Lightning's own error: alike
-        return
-    assert_same(wrapped, plain)
+    plain, wrapped = ends
     steps = sorted(int(p.stem.split("=")[1]) for p in folders[True].glob("step=*.ckpt"))
     inside = [step for step in steps if step < plain.global_step]
     if not inside or run.trainer["accumulate_grad_batches"] != 1:
@@ -401,11 +397,20 @@ def test_early_stopping_inside_an_epoch_ends_as_plain_lightning() -> None:
     assert wrapped.global_step % 4  # it stopped inside an epoch
 
 
+@pytest.mark.parametrize(
+    "run",
+    [
+        Run({"order": "shuffle", "workers": 2}, {"max_epochs": 2}),
+        Run({"order": "stream-datasets", "workers": 2}, {"max_steps": 8, "val_check_interval": 3}),
+    ],
+    ids=["shuffle", "stream"],
+)
 @pytest.mark.parametrize("interrupt", [False, True], ids=["exception", "ctrl-c"])
-def test_an_exception_or_ctrl_c_in_a_step_ends_as_in_plain_lightning(interrupt: bool) -> None:
+def test_an_exception_or_ctrl_c_in_a_step_ends_as_in_plain_lightning(
+    interrupt: bool, run: Run
+) -> None:
     """The step's own exception (Ctrl-C: Lightning's graceful exit), never a ValueError of
     the shutdown hiding it."""
-    run = Run({"order": "shuffle", "workers": 2}, {"max_epochs": 2})
     expected = SystemExit if interrupt else RuntimeError
     for plain in (True, False):
         with pytest.raises(expected):

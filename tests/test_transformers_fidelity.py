@@ -6,7 +6,6 @@ under InterleavedTrainer, and the other way round)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -14,8 +13,8 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from streams import WorkerShardedSamples
 from test_transformers import assert_same
-from torch.utils.data import IterableDataset, get_worker_info
 from torchrun_worker import load_example
 from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
 
@@ -56,19 +55,6 @@ class Setting:
         )
 
 
-class ShardedRows(IterableDataset[dict[str, Any]]):
-    """A stream of regression rows without ``state_dict``: worker ``w`` of ``W`` yields the
-    rows ``w, w + W, ...``."""
-
-    def __init__(self, size: int) -> None:
-        self.rows = example.regression(size, 0)
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        info = get_worker_info()
-        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        return iter(self.rows[worker::workers])
-
-
 # Rows of a train stream: more than a run of the tests reads from any worker's copy, so the
 # runs end before a copy runs out (where the wrapper's copies restart and Trainer's epoch ends).
 STREAM_ROWS = 400
@@ -77,9 +63,9 @@ STREAM_ROWS = 400
 def train_set(stream: str, size: int) -> Any:
     """The train set: ``size`` regression rows, or a stream of :data:`STREAM_ROWS` of them (a
     Hugging Face ``datasets`` stream of 4 shards, which has ``state_dict``, or
-    :class:`ShardedRows`)."""
+    one sharded by worker without ``state_dict``)."""
     if stream == "sharded":
-        return ShardedRows(STREAM_ROWS)
+        return WorkerShardedSamples(example.regression(STREAM_ROWS, 0))
     if stream == "datasets":
         from datasets import Dataset
 
@@ -291,9 +277,13 @@ class FailAtStep(TrainerCallback):
             raise KeyError("the step failed")
 
 
-def test_an_error_in_a_step_reaches_the_caller_as_itself(tmp_path: Path) -> None:
-    """Inside an epoch of Trainer's own sampler: the shutdown raised over it before."""
-    trainer = DEFAULTS.trainer(False, tmp_path)
+@pytest.mark.parametrize("stream", ["", *STREAMS])
+def test_an_error_in_a_step_reaches_the_caller_as_itself(stream: str, tmp_path: Path) -> None:
+    """Inside an epoch of Trainer's own sampler, or of a stream with workers: the shutdown
+    raised over it before."""
+    arguments = {**DEFAULTS.arguments, "max_steps": 10, **WORKERS} if stream else {}
+    setting = replace(DEFAULTS, arguments={**DEFAULTS.arguments, **arguments}, stream=stream)
+    trainer = setting.trainer(False, tmp_path)
     trainer.add_callback(FailAtStep(2))
     with pytest.raises(KeyError, match="the step failed") as error:
         trainer.train()
